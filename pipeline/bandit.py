@@ -1,0 +1,203 @@
+"""The 2-D risky bandit end to end: train every method x seed, evaluate, tabulate, plot.
+
+Writes under ``results/bandit/`` (or ``--out``):
+  runs/<algo>/seed<k>/  config.yaml, checkpoint.pt, train_log.csv, actions.npz, metrics.json, done
+  summary.csv           one row per method x seed
+  leaderboard.{csv,tex,md}, bandit.{png,pdf}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from eval.bandit import evaluate_actions
+from eval.ood import OODDetector
+from pipeline.executors import run_jobs
+from ramac.agents.base import AGENTS, make_config
+from ramac.config import CONFIG_DIR, ROOT, build, read_yaml
+from ramac.envs.bandit import BanditSpec, make_dataset
+from ramac.errors import UserError
+from ramac.io import atomic_to_csv, atomic_write_bytes, atomic_write_text
+from ramac.records import package_versions, write_yaml
+from ramac.train import TrainSettings, train
+
+SUITE_FILE = CONFIG_DIR / "suites" / "bandit.yaml"
+SUITE_KEYS = {"bandit", "data_seed", "algos", "eval", "profiles"}
+EVAL_SEED_OFFSET = 10_000  # evaluation draws use seed + offset: never the training streams
+
+
+@dataclasses.dataclass(frozen=True)
+class BanditJob:
+    """One (algorithm, seed) run with everything it needs, so a worker process can run it."""
+
+    algo: str
+    seed: int
+    steps: int
+    overrides: dict[str, Any]
+    run_dir: Path
+    spec: BanditSpec
+    data_seed: int
+    eval: dict[str, Any]
+    profile: str
+
+
+def load_suite(path: Path = SUITE_FILE) -> dict[str, Any]:
+    """The bandit suite YAML, with unknown keys rejected."""
+    suite = read_yaml(path)
+    unknown = sorted(set(suite) - SUITE_KEYS)
+    if unknown:
+        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    return suite
+
+
+def profile_overrides(algo: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The profile's overrides that ``algo``'s config has (profiles speak to all algorithms)."""
+    names = {f.name for f in dataclasses.fields(AGENTS[algo].config_cls)}
+    return {k: v for k, v in overrides.items() if k in names}
+
+
+def run_job(job: BanditJob) -> dict[str, Any]:
+    """Train, evaluate and record one run; a run with a ``done`` file is read, not redone."""
+    done = job.run_dir / "done"
+    if done.exists():
+        return json.loads((job.run_dir / "metrics.json").read_text())
+    try:
+        return _train_and_evaluate(job)
+    except Exception:
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(job.run_dir / "error.txt", traceback.format_exc())
+        raise
+
+
+def _train_and_evaluate(job: BanditJob) -> dict[str, Any]:
+    dataset, _ = make_dataset(job.spec, job.data_seed)
+    config = make_config(job.algo, dataset.provenance.id, job.overrides)
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    write_yaml(
+        job.run_dir / "config.yaml",
+        {
+            "suite": "bandit",
+            "algo": job.algo,
+            "seed": job.seed,
+            "profile": job.profile,
+            "steps": job.steps,
+            "algo_config": dataclasses.asdict(config),
+            "eval": job.eval,
+            "dataset": dataset.provenance.to_dict(),
+            "versions": package_versions(),
+        },
+    )
+    start = time.perf_counter()
+    settings = TrainSettings(
+        steps=job.steps,
+        seed=job.seed,
+        checkpoint_every=max(1, job.steps // 4),
+        log_every=max(1, job.steps // 50),
+        progress=False,
+    )
+    agent = train(job.algo, dataset, job.run_dir, settings, job.overrides)
+    train_seconds = time.perf_counter() - start
+
+    eval_seed = job.seed + EVAL_SEED_OFFSET
+    obs = torch.zeros(job.eval["n_actions"], dataset.obs_dim)
+    actions = agent.act(obs, generator=torch.Generator().manual_seed(eval_seed)).cpu().numpy()
+    detector = OODDetector().fit(dataset.actions, seed=job.data_seed)
+    metrics, rewards = evaluate_actions(
+        actions,
+        job.spec,
+        detector,
+        alpha=job.eval["alpha"],
+        rule=job.eval["cvar_rule"],
+        kappa=job.eval["kappa"],
+        kappa_sweep=job.eval["kappa_sweep"],
+        seed=eval_seed,
+    )
+    row = {
+        "suite": "bandit",
+        "dataset": "bandit",
+        "algo": job.algo,
+        "seed": job.seed,
+        "n_actions": len(actions),
+        **metrics,
+        "train_steps": job.steps,
+        "wall_seconds": round(train_seconds, 2),
+    }
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, actions=actions, rewards=rewards)
+    atomic_write_bytes(job.run_dir / "actions.npz", buffer.getvalue())
+    atomic_write_text(job.run_dir / "metrics.json", json.dumps(row, indent=1))
+    atomic_write_text(job.run_dir / "done", "")
+    return row
+
+
+def make_jobs(
+    suite: dict[str, Any], profile: str, seeds: int | None, out: Path, algos: list[str] | None
+) -> list[BanditJob]:
+    """The job list of a profile: every algorithm x seed."""
+    budgets = (suite.get("profiles") or {}).get(profile)
+    if budgets is None:
+        raise UserError(f"{SUITE_FILE}: no profile '{profile}'")
+    algos = algos or suite["algos"]
+    for algo in algos:
+        make_config(algo)  # unknown algorithm names fail here, before any work starts
+    spec = build(BanditSpec, suite.get("bandit") or {}, f"{SUITE_FILE} [bandit]")
+    eval_cfg = {**suite["eval"], "n_actions": budgets.get("n_actions", suite["eval"]["n_actions"])}
+    n_seeds = seeds or budgets["seeds"]
+    if n_seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {n_seeds}")
+    return [
+        BanditJob(
+            algo=algo,
+            seed=seed,
+            steps=budgets["steps"],
+            overrides=profile_overrides(algo, budgets.get("overrides") or {}),
+            run_dir=out / "runs" / algo / f"seed{seed}",
+            spec=spec,
+            data_seed=suite["data_seed"],
+            eval=eval_cfg,
+            profile=profile,
+        )
+        for algo in algos
+        for seed in range(n_seeds)
+    ]
+
+
+def run_bandit(
+    profile: str = "quick",
+    seeds: int | None = None,
+    out: Path | None = None,
+    workers: int | None = None,
+    algos: list[str] | None = None,
+) -> pd.DataFrame:
+    """Run (or finish) every bandit job, then write the summary, leaderboards and figure."""
+    out = out or ROOT / "results" / "bandit"
+    suite = load_suite()
+    jobs = make_jobs(suite, profile, seeds, out, algos)
+    start = time.perf_counter()
+    rows = run_jobs(run_job, jobs, workers, desc="bandit runs")
+    summary = pd.DataFrame(rows)
+    atomic_to_csv(summary, out / "summary.csv")
+    write_bandit_outputs(out, summary, suite, [j.algo for j in jobs])
+    print(f"bandit ({profile}): {len(jobs)} runs in {time.perf_counter() - start:.0f} s -> {out}")
+    return summary
+
+
+def write_bandit_outputs(out: Path, summary: pd.DataFrame, suite: dict, algos: list[str]) -> None:
+    """Leaderboards and the figure, from ``summary.csv`` and the saved actions alone."""
+    from figures.bandit import plot_bandit
+    from reports.bandit import write_bandit_leaderboards
+
+    algo_order = list(dict.fromkeys(algos))
+    write_bandit_leaderboards(out, summary, suite["eval"], algo_order)
+    spec = build(BanditSpec, suite.get("bandit") or {}, f"{SUITE_FILE} [bandit]")
+    plot_bandit(out, spec, suite["data_seed"], algo_order)

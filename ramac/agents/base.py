@@ -1,0 +1,161 @@
+"""What every agent looks like, and the registry that builds one from its name and YAML.
+
+An agent owns its networks (``nets``: trained), their frozen copies (``frozen``: target
+critics, EMA actors, never stepped by an optimiser) and its optimisers (``optims``), so
+saving, loading and the "every parameter learns" test are written once here.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ramac.config import algo_values, build
+from ramac.data.dataset import Batch
+from ramac.errors import UserError
+
+
+class Agent:
+    """Base class: device handling, batched ``act``, and checkpointing of every state.
+
+    Subclasses fill ``nets``, ``frozen`` and ``optims`` in ``__init__`` and implement
+    ``update`` and ``_policy``. ``step`` counts completed updates (schedules read it).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, max_action: float, config: Any) -> None:
+        self.obs_dim, self.act_dim, self.max_action = obs_dim, act_dim, float(max_action)
+        self.config = config
+        try:
+            self.device = torch.device(config.device)
+        except RuntimeError:
+            raise UserError(f"config device: '{config.device}' is not a torch device") from None
+        self.step = 0
+        self.nets: dict[str, nn.Module] = {}
+        self.frozen: dict[str, nn.Module] = {}
+        self.optims: dict[str, torch.optim.Optimizer] = {}
+        # Log values of losses computed only every few steps, repeated in between.
+        self.carry: dict[str, float] = {}
+
+    # -- to implement -------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step of every network; returns finite floats for the log."""
+        raise NotImplementedError
+
+    def _policy(self, obs: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The evaluated policy's actions for obs [B, ds] (called without grad)."""
+        raise NotImplementedError
+
+    # -- shared -------------------------------------------------------------------------
+    def add_net(self, name: str, net: nn.Module) -> nn.Module:
+        """Register a trained network (moved to the agent's device)."""
+        self.nets[name] = net.to(self.device)
+        return self.nets[name]
+
+    def add_frozen(self, name: str, source: nn.Module) -> nn.Module:
+        """Register a frozen deep copy of ``source`` (a target network)."""
+        self.frozen[name] = copy.deepcopy(source).requires_grad_(False).to(self.device)
+        return self.frozen[name]
+
+    def batch_to_device(self, batch: Batch) -> Batch:
+        """The batch on the agent's device (a no-op on CPU)."""
+        return Batch(*(t.to(self.device) for t in batch))
+
+    @torch.no_grad()
+    def act(self, obs: Tensor | np.ndarray, generator: torch.Generator | None = None) -> Tensor:
+        """Actions of the evaluated policy for a batch of states, in eval mode, no grad.
+
+        ``obs`` [B, ds] (numpy or torch); returns [B, da] on the agent's device, within
+        +-max_action. All sampling noise comes from ``generator`` when it is given (it
+        must live on the agent's device), so seeded evaluation is repeatable.
+        """
+        obs_t = torch.as_tensor(np.asarray(obs) if not isinstance(obs, Tensor) else obs)
+        obs_t = obs_t.to(self.device, torch.float32)
+        if obs_t.dim() == 1:
+            obs_t = obs_t.unsqueeze(0)
+        modes = {name: net.training for name, net in self.nets.items()}
+        for net in self.nets.values():
+            net.eval()
+        try:
+            actions = self._policy(obs_t, generator)
+        finally:
+            for name, net in self.nets.items():
+                net.train(modes[name])
+        return actions.clamp(-self.max_action, self.max_action)
+
+    def state_dict(self) -> dict[str, Any]:
+        """A deep-copied snapshot of everything needed to resume bit-exactly."""
+        return copy.deepcopy(
+            {
+                "step": self.step,
+                "nets": {k: m.state_dict() for k, m in self.nets.items()},
+                "frozen": {k: m.state_dict() for k, m in self.frozen.items()},
+                "optims": {k: o.state_dict() for k, o in self.optims.items()},
+                "carry": dict(self.carry),
+            }
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` snapshot (the agent must be built with the same config)."""
+        state = copy.deepcopy(state)  # optimisers may alias the tensors they are given
+        for group in ("nets", "frozen", "optims"):
+            mine, theirs = getattr(self, group), state[group]
+            if set(mine) != set(theirs):
+                raise UserError(
+                    f"checkpoint {group} {sorted(theirs)} do not match this agent's {sorted(mine)}"
+                )
+            for name, obj in mine.items():
+                obj.load_state_dict(theirs[name])
+        self.step = int(state["step"])
+        self.carry = dict(state.get("carry", {}))
+
+
+class AgentEntry(NamedTuple):
+    """A registry row: the config dataclass, the agent class, the name shown in tables."""
+
+    config_cls: type
+    agent_cls: type[Agent]
+    display_name: str
+
+
+# Filled by ``register`` calls in each algorithm module; ``ramac.agents`` imports them all.
+AGENTS: dict[str, AgentEntry] = {}
+
+
+def register(name: str, config_cls: type, agent_cls: type[Agent], display_name: str) -> None:
+    """Add an algorithm to :data:`AGENTS` under ``name`` (= its ``configs/algos`` file stem)."""
+    if name in AGENTS:
+        raise ValueError(f"agent '{name}' registered twice")
+    AGENTS[name] = AgentEntry(config_cls, agent_cls, display_name)
+
+
+def make_config(name: str, dataset: str | None = None, overrides: dict | None = None) -> Any:
+    """The config of ``name``: YAML defaults, then the dataset's overrides, then ``overrides``."""
+    _load_all()
+    if name not in AGENTS:
+        raise UserError(f"unknown algorithm '{name}' (known: {', '.join(sorted(AGENTS))})")
+    values = algo_values(name, dataset)
+    values.update(overrides or {})
+    where = f"configs/algos/{name}.yaml" + (f" [{dataset}]" if dataset else "")
+    return build(AGENTS[name].config_cls, values, where)
+
+
+def make_agent(
+    name: str,
+    obs_dim: int,
+    act_dim: int,
+    max_action: float,
+    dataset: str | None = None,
+    overrides: dict | None = None,
+) -> Agent:
+    """Build agent ``name`` for a dataset (unknown name or config key: UserError)."""
+    config = make_config(name, dataset, overrides)
+    return AGENTS[name].agent_cls(obs_dim, act_dim, max_action, config)
+
+
+def _load_all() -> None:
+    """Import every algorithm module so that the registry is complete."""
+    import ramac.agents  # noqa: F401  (its __init__ imports the modules)

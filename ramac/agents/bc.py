@@ -1,0 +1,59 @@
+"""BC: a diffusion policy trained by behaviour cloning only (the eps-MSE of RADAC's actor).
+
+The lower anchor of the comparison: RADAC with eta = 0 and no critic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ramac.agents.base import Agent, register
+from ramac.agents.common import grad_step
+from ramac.data.dataset import Batch
+from ramac.nets.diffusion import DiffusionActor
+
+
+@dataclass
+class BCConfig:
+    """Diffusion-BC hyperparameters (the RADAC actor's, ref: ramac-oraac-code.md §1)."""
+
+    batch_size: int = 256
+    lr: float = 3e-4  # RADAC lr_actor (ref §1 table)
+    grad_norm: float = 0.0  # clip_grad_norm; 0 = off
+    n_steps: int = 5  # diffusion steps T, VP schedule (ref §1)
+    actor_hidden: int = 256  # 3 x 256 Mish denoiser (ref §1)
+    actor_layers: int = 3
+    time_dim: int = 16
+    device: str = "cpu"
+
+
+class BC(Agent):
+    """Diffusion behaviour cloning."""
+
+    def __init__(self, obs_dim: int, act_dim: int, max_action: float, config: BCConfig) -> None:
+        super().__init__(obs_dim, act_dim, max_action, config)
+        c = config
+        self.actor = self.add_net(
+            "actor",
+            DiffusionActor(
+                obs_dim, act_dim, max_action, c.n_steps, c.actor_hidden, c.actor_layers, c.time_dim
+            ),
+        )
+        self.optims["actor"] = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One eps-MSE step."""
+        b = self.batch_to_device(batch)
+        loss = self.actor.loss(b.actions, b.obs)
+        grad_step(self.optims["actor"], loss, self.actor.parameters(), self.config.grad_norm)
+        self.step += 1
+        return {"bc_loss": loss.item()}
+
+    def _policy(self, obs: Tensor, generator: torch.Generator | None) -> Tensor:
+        return self.actor.sample(obs, generator=generator)
+
+
+register("bc", BCConfig, BC, "BC")

@@ -1,0 +1,218 @@
+"""Pieces shared by several agents: optimiser steps, schedules, critic updates, risk terms.
+
+Written once here so that RADAC, RAFMAC and the ORAAC family run the same distributional
+critic update, and the risk-neutral baselines the same twin-Q update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from ramac.data.dataset import Batch
+from ramac.errors import UserError
+from ramac.nets.common import polyak_update
+from ramac.nets.iqn import ACTIVATIONS, IQNEnsemble, quantile_huber_loss
+from ramac.nets.qnet import QEnsemble
+from ramac.risk import make_distortion, sample_levels
+
+Distortion = Callable[[Tensor], Tensor]
+
+
+def distortion_from(name: str, param: float | None) -> Distortion:
+    """The distortion named in a config; a bad name or parameter is a UserError."""
+    try:
+        return make_distortion(name, param)
+    except ValueError as exc:
+        raise UserError(f"config risk: {exc}") from None
+
+
+def check_choice(field: str, value: str, choices: Iterable[str]) -> None:
+    """Reject a config string that is not one of ``choices`` with a one-line UserError."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise UserError(f"config {field}: '{value}' is not one of {', '.join(choices)}")
+
+
+def make_iqn(obs_dim: int, act_dim: int, config) -> IQNEnsemble:
+    """The IQN critic ensemble a config describes (n_critics, widths, activation)."""
+    check_choice("critic_activation", config.critic_activation, ACTIVATIONS)
+    c = config
+    return IQNEnsemble(
+        obs_dim,
+        act_dim,
+        c.n_critics,
+        c.critic_hidden,
+        c.embed_dim,
+        c.n_cos,
+        c.head_hidden,
+        activation=c.critic_activation,
+    )
+
+
+def eta_at(step: int, eta: float, warmup: int, ramp: int) -> float:
+    """The actor's risk weight at ``step``: 0 before ``warmup``, then a linear ramp to ``eta``.
+
+    ref: ramac-oraac-code.md §1 step 5. With ``ramp`` = 0 (RADAC's effective default) eta
+    jumps to full at ``step == warmup``; the public code reaches it one step later.
+    """
+    if step < warmup:
+        return 0.0
+    if ramp <= 0:
+        return float(eta)
+    return float(eta) * min(1.0, (step - warmup) / ramp)
+
+
+@contextlib.contextmanager
+def no_param_grads(module: nn.Module) -> Iterator[None]:
+    """Evaluate ``module`` inside an actor loss without accumulating gradients in it."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def clip_grad_norm_per_member(params: Iterable[Tensor], n_members: int, max_norm: float) -> None:
+    """Clip each ensemble member's gradient to ``max_norm`` on its own.
+
+    RADAC steps each critic separately with its own clip_grad_norm (ref:
+    ramac-oraac-code.md §1 step 3); our critics share [E, ...] tensors, so the norm is
+    taken over each member's slice of every parameter.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    if any(g.shape[0] != n_members for g in grads):
+        raise ValueError("every parameter must have the ensemble size as its leading dimension")
+    sq = sum(g.pow(2).reshape(n_members, -1).sum(dim=1) for g in grads)
+    scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+
+
+def grad_step(
+    optimizer: torch.optim.Optimizer,
+    loss: Tensor,
+    params: Iterable[Tensor],
+    grad_norm: float = 0.0,
+    per_member: int = 0,
+) -> None:
+    """zero_grad, backward, optional gradient clipping (``grad_norm`` > 0), step.
+
+    ``per_member`` > 0 clips each of that many ensemble members separately.
+    """
+    params = list(params)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_norm > 0:
+        if per_member:
+            clip_grad_norm_per_member(params, per_member, grad_norm)
+        else:
+            nn.utils.clip_grad_norm_(params, grad_norm)
+    optimizer.step()
+
+
+@torch.no_grad()
+def ema_tick(
+    ema_model: nn.Module, model: nn.Module, step: int, start: int, every: int, decay: float
+) -> None:
+    """Every ``every`` steps: copy ``model`` into the EMA before ``start``, average after.
+
+    So the average starts from the online weights at ``start`` (the DDPM-trainer
+    convention Diffusion-QL follows). The RADAC code never resets it: its EMA starts from
+    the *initial* actor, whose random target actions then leak into the critic for the
+    first ``start`` steps (ref: ramac-oraac-code.md §1 step 6, §8.5).
+    """
+    if step % every:
+        return
+    polyak_update(ema_model, model, 1.0 if step < start else 1.0 - decay)
+
+
+def iqn_critic_update(
+    critic: IQNEnsemble,
+    target: IQNEnsemble,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    next_actions: Tensor,
+    gamma: float,
+    n_quantiles: int,
+    q_clip: float | None = None,
+    grad_norm: float = 0.0,
+) -> dict[str, float]:
+    """One distributional TD step of an IQN ensemble; returns its log entries.
+
+    y_j = clamp(r + not_done * gamma * min_e Z'_e(s', a', tau'_j), +-q_clip), tau' ~ U(0, 1)
+    (the min taken per level), and the quantile Huber loss over all (tau_i, y_j) pairs at
+    tau ~ U(0, 1) (ref: ramac-oraac-code.md §1 steps 1-3; the correct pairing of §8.1).
+    Each critic's gradient is clipped on its own.
+    """
+    b = batch.obs.shape[0]
+    device = batch.obs.device
+    with torch.no_grad():
+        taus_next = torch.rand(b, n_quantiles, device=device)
+        z_next = target(batch.next_obs, next_actions, taus_next).min(dim=0).values  # [B, N]
+        y = batch.rewards + batch.not_done * gamma * z_next
+        if q_clip is not None:
+            y = y.clamp(-q_clip, q_clip)
+    taus = torch.rand(b, n_quantiles, device=device)
+    z = critic(batch.obs, batch.actions, taus)  # [E, B, N]
+    loss = quantile_huber_loss(z, taus, y)
+    grad_step(optimizer, loss, critic.parameters(), grad_norm, per_member=critic.n_critics)
+    return {
+        "critic_loss": loss.item() / critic.n_critics,  # per critic, as RADAC logs it
+        "z_mean": z.mean().item(),
+        "target_mean": y.mean().item(),
+    }
+
+
+def risk_quantiles(
+    critic: IQNEnsemble, obs: Tensor, actions: Tensor, distortion: Distortion, n: int
+) -> Tensor:
+    """min_e Z_e(s, a, tau~) at n distorted levels tau~ = distortion(u) per row: [B, N].
+
+    Averaging it estimates the distorted risk measure of the pessimistic critic
+    (ref: ramac-oraac-code.md §1 step 4, §3).
+    """
+    taus = sample_levels(n, distortion, (obs.shape[0],)).to(obs.device)
+    return critic(obs, actions, taus).min(dim=0).values
+
+
+def normalised_mean(values: Tensor, normalise: bool) -> Tensor:
+    """mean(values), divided by the detached mean |values| when ``normalise``.
+
+    The scale-free Q term of Diffusion-QL / RAFMAC / FQL (``normalize_q_loss``): the
+    actor's trade-off with BC then no longer depends on the reward scale.
+    """
+    mean = values.mean()
+    return mean / (values.abs().mean().detach() + 1e-8) if normalise else mean
+
+
+def twin_q_update(
+    critic: QEnsemble,
+    target: QEnsemble,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    next_actions: Tensor,
+    gamma: float,
+    grad_norm: float = 0.0,
+    target_agg: str = "min",
+) -> dict[str, float]:
+    """One TD step of a Q ensemble: y = r + not_done * gamma * agg_e Q'_e(s', a').
+
+    The loss is the MSE of each member summed over members (Diffusion-QL: mse(q1, y) +
+    mse(q2, y)); ``target_agg`` is ``min`` (clipped double Q) or ``mean`` (FQL's default).
+    """
+    with torch.no_grad():
+        q_next = target(batch.next_obs, next_actions)  # [E, B]
+        q_next = q_next.min(dim=0).values if target_agg == "min" else q_next.mean(dim=0)
+        y = batch.rewards.squeeze(-1) + batch.not_done.squeeze(-1) * gamma * q_next
+    q = critic(batch.obs, batch.actions)
+    loss = (q - y).pow(2).mean(dim=-1).sum()
+    grad_step(optimizer, loss, critic.parameters(), grad_norm)
+    return {"critic_loss": loss.item() / critic.n_members, "q_mean": q.mean().item()}

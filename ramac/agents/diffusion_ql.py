@@ -1,0 +1,139 @@
+"""Diffusion-QL (Wang, Hunt, Zhou, ICLR 2023): a diffusion policy trained by BC + Q.
+
+Risk-neutral baseline. Actor loss = BC(eps-MSE) - eta * Q_i(s, a_hat) / mean|Q_j(s, a_hat)|
+(detached normaliser), with a_hat sampled through the whole chain; twin Q critics with
+targets; an EMA actor gives the target actions. ref: paper-tables.md §4 (T=5 VP, batch
+256, gamma 0.99, tau 0.005, EMA 0.995, eta 1.0 and lr 3e-4 on every locomotion task, grad
+norm per task). The generative-policy + twin-Q machinery is shared with CVAE-QL
+(``GenerativeQL``); only the policy model differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ramac.agents.base import Agent, register
+from ramac.agents.common import ema_tick, grad_step, no_param_grads, twin_q_update
+from ramac.data.dataset import Batch
+from ramac.nets.common import polyak_update
+from ramac.nets.diffusion import DiffusionActor
+from ramac.nets.qnet import QEnsemble
+
+
+@dataclass
+class GenerativeQLConfig:
+    """Hyperparameters shared by Diffusion-QL and CVAE-QL (ref: paper-tables.md §4)."""
+
+    batch_size: int = 256  # ref §4
+    lr: float = 3e-4  # actor and critic (ref §4: 3e-4 on every locomotion task)
+    gamma: float = 0.99  # ref §4
+    tau: float = 0.005  # Polyak rate of the target critics, every step (ref §4)
+    eta: float = 1.0  # weight of the normalised Q term (ref §4: 1.0 on locomotion)
+    grad_norm: float = 7.0  # clip_grad_norm, actor and critic; 0 = off (ref §4: hc-ME 7)
+    ema_decay: float = 0.995  # EMA actor for target actions (ref §4)
+    ema_every: int = 5  # Diffusion-QL update_ema_every
+    ema_start: int = 1000  # Diffusion-QL step_start_ema
+    actor_hidden: int = 256  # policy width
+    critic_hidden: int = 256  # Diffusion-QL critic: 3 x 256 Mish per Q
+    critic_layers: int = 3
+    act_candidates: int = 1  # >1: act() samples this many and picks by softmax(Q') (see below)
+    device: str = "cpu"
+
+
+@dataclass
+class DiffusionQLConfig(GenerativeQLConfig):
+    """Diffusion-QL: the policy is a T-step DDPM (ref §4)."""
+
+    n_steps: int = 5  # diffusion steps T, VP schedule (ref §4)
+    actor_layers: int = 3  # denoiser depth (3 x 256 Mish)
+    time_dim: int = 16  # sinusoidal time embedding
+    # Diffusion-QL's sample_action draws 50 actions per state and samples one with
+    # probability softmax(min_e Q'_e(s, a)): that is the policy it evaluates.
+    act_candidates: int = 50
+
+
+class GenerativeQL(Agent):
+    """A generative policy (``loss``/``sample``) trained with BC - eta * normalised Q."""
+
+    def __init__(self, obs_dim: int, act_dim: int, max_action: float, config) -> None:
+        super().__init__(obs_dim, act_dim, max_action, config)
+        c = config
+        self.actor = self.add_net("actor", self._make_actor())
+        self.critic = self.add_net(
+            "critic", QEnsemble(obs_dim, act_dim, 2, c.critic_hidden, c.critic_layers)
+        )
+        self.ema_actor = self.add_frozen("ema_actor", self.actor)
+        self.critic_target = self.add_frozen("critic_target", self.critic)
+        self.optims["actor"] = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
+        self.optims["critic"] = torch.optim.Adam(self.critic.parameters(), lr=c.lr)
+
+    def _make_actor(self) -> nn.Module:
+        raise NotImplementedError
+
+    def q_term(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """Q_i(s, a).mean() / mean|Q_j(s, a)| for a random critic i and the other one j.
+
+        Diffusion-QL's choice: q1 with probability 0.5, else q2, each normalised by the
+        other's detached mean |Q| (it flips a numpy coin; we use torch's global RNG so
+        the training loop's seed and checkpoints cover it).
+        """
+        q = self.critic(obs, actions)  # [2, B]
+        i = int(torch.randint(2, ()).item())
+        return q[i].mean() / (q[1 - i].abs().mean().detach() + 1e-8)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """Twin-Q TD step, then actor step, then EMA and target critics (Diffusion-QL order)."""
+        c, b = self.config, self.batch_to_device(batch)
+        with torch.no_grad():
+            next_actions = self.ema_actor.sample(b.next_obs)
+        logs = twin_q_update(
+            self.critic,
+            self.critic_target,
+            self.optims["critic"],
+            b,
+            next_actions,
+            c.gamma,
+            c.grad_norm,
+        )
+        bc = self.actor.loss(b.actions, b.obs)
+        with no_param_grads(self.critic):
+            q_term = self.q_term(b.obs, self.actor.sample(b.obs))
+        actor_loss = bc - c.eta * q_term
+        grad_step(self.optims["actor"], actor_loss, self.actor.parameters(), c.grad_norm)
+        ema_tick(self.ema_actor, self.actor, self.step, c.ema_start, c.ema_every, c.ema_decay)
+        polyak_update(self.critic_target, self.critic, c.tau)
+        self.step += 1
+        logs.update(actor_loss=actor_loss.item(), bc_loss=bc.item(), q_term=q_term.item())
+        return logs
+
+    def _policy(self, obs: Tensor, generator: torch.Generator | None) -> Tensor:
+        k = self.config.act_candidates
+        if k <= 1:
+            return self.actor.sample(obs, generator=generator)
+        obs_rep = obs.repeat_interleave(k, dim=0)
+        actions = self.actor.sample(obs_rep, generator=generator)
+        q = self.critic_target(obs_rep, actions).min(dim=0).values.view(-1, k)
+        idx = torch.multinomial(torch.softmax(q, dim=-1), 1, generator=generator)  # [B, 1]
+        return actions.view(-1, k, self.act_dim)[torch.arange(obs.shape[0]), idx.squeeze(-1)]
+
+
+class DiffusionQL(GenerativeQL):
+    """Diffusion-QL: the generative policy is a DDPM."""
+
+    def _make_actor(self) -> nn.Module:
+        c = self.config
+        return DiffusionActor(
+            self.obs_dim,
+            self.act_dim,
+            self.max_action,
+            c.n_steps,
+            c.actor_hidden,
+            c.actor_layers,
+            c.time_dim,
+        )
+
+
+register("diffusion_ql", DiffusionQLConfig, DiffusionQL, "Diffusion-QL")

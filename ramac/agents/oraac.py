@@ -1,0 +1,185 @@
+"""O-RAAC (Urpi, Curi, Krause, ICLR 2021) and its RAMAC variants ORAAC-Diff / ORAAC-Flow.
+
+A behaviour prior proposes a_b ~ prior(s) (detached); a perturbation actor moves it within
++-phi * max_action: a = clip(a_b + phi * max_action * tanh(f(s, a_b)), +-max_action). The
+actor maximises a distorted return of an IQN critic, -mean Z(s, a, tau~) at K risk
+levels, every ``target_update_every`` steps, together with the soft updates of the target
+critic and target actor. ref: ramac-oraac-code.md §6.
+
+The prior is a parameter: ``vae`` (O-RAAC's BCQ-style VAE), ``diffusion`` (ORAAC-Diff.) or
+``flow`` (ORAAC-Flow), each trained by its own BC loss with its own Adam every step. The
+O-RAAC code stops the VAE once its loss plateaus (§6); here the prior trains throughout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ramac.agents.base import Agent, register
+from ramac.agents.common import (
+    check_choice,
+    distortion_from,
+    grad_step,
+    iqn_critic_update,
+    make_iqn,
+    no_param_grads,
+    risk_quantiles,
+)
+from ramac.data.dataset import Batch
+from ramac.nets.common import polyak_update
+from ramac.nets.diffusion import DiffusionActor
+from ramac.nets.flow import FlowActor
+from ramac.nets.mlp import mlp
+from ramac.nets.vae import VAE
+
+PRIORS = ("vae", "diffusion", "flow")
+
+
+@dataclass
+class ORAACConfig:
+    """O-RAAC hyperparameters (json_params/ORAAC of the O-RAAC code; ref §6)."""
+
+    batch_size: int = 128  # ref §6
+    lr_actor: float = 1e-4  # ref §6
+    lr_critic: float = 1e-3  # ref §6
+    lr_prior: float = 1e-3  # the VAE's Adam at its default lr (ref §6)
+    gamma: float = 0.99  # ref §6 (hopper: 0.9)
+    tau: float = 0.005  # target critic and actor Polyak rate (ref §6; hopper: 0.05)
+    target_update_every: int = 2  # actor step + soft updates every this many steps (ref §6)
+    grad_norm: float = 0.0  # O-RAAC clips nothing; >0 clips actor, critic and prior
+    phi: float = 0.25  # perturbation scale, json ``lamda`` (ref §6; 0.5 on hc-medium)
+    actor_hidden: Sequence[int] = (400, 300)  # perturbation actor (ref §6)
+    risk: str = "cvar"  # distortion of the actor's levels (ref §6: wang on halfcheetah)
+    risk_param: float | None = 0.1  # CVaR alpha; None = risk.py default
+    n_policy_quantiles: int = 8  # K risk levels in the actor loss (N_QUANTILES_POLICY, ref §3)
+    n_quantiles: int = 32  # tau and tau' per critic update (ref §6)
+    n_critics: int = 1  # O-RAAC has a single IQN critic (min over the ensemble when > 1)
+    critic_hidden: int = 256  # state / action layers (ref §6; hopper 128)
+    embed_dim: int = 16  # EMBEDDING_DIM (ref §6)
+    n_cos: int = 16  # TAU_EMBEDDING_DIM (ref §6)
+    head_hidden: int = 32  # HIDDEN_UNITS_F (ref §6)
+    q_clip: float | None = None  # O-RAAC does not clamp targets
+    # relu as in the reference critics; leaky_relu keeps rare-penalty tails learnable
+    # (see ramac.nets.iqn.ACTIVATIONS).
+    critic_activation: str = "relu"
+    prior: str = "vae"  # behaviour prior: vae | diffusion | flow
+    prior_hidden: int = 750  # VAE width 750 (ref §6); denoiser / velocity width otherwise
+    prior_layers: int = 3  # hidden layers of the diffusion / flow prior
+    prior_steps: int = 5  # diffusion T or flow Euler K
+    time_dim: int = 16  # time embedding of the diffusion / flow prior
+    latent_dim: int | None = None  # VAE latent, None = 2 * act_dim (ref §6)
+    kl_weight: float = 0.5  # VAE KL weight (ref §6)
+    device: str = "cpu"
+
+
+@dataclass
+class ORAACDiffConfig(ORAACConfig):
+    """ORAAC-Diff.: the VAE replaced by RADAC's diffusion actor as the prior (ref §1)."""
+
+    prior: str = "diffusion"
+    prior_hidden: int = 256  # 3 x 256 Mish denoiser (ref §1)
+    prior_steps: int = 5  # T = 5, VP (ref §1)
+    lr_prior: float = 3e-4  # RADAC lr_actor (ref §1)
+
+
+@dataclass
+class ORAACFlowConfig(ORAACConfig):
+    """ORAAC-Flow: the VAE replaced by a flow-matching prior (RAFMAC's actor, ref §2)."""
+
+    prior: str = "flow"
+    prior_hidden: int = 256
+    prior_steps: int = 10  # K = 10 Euler steps (ref §2)
+    lr_prior: float = 3e-4  # ref §2
+
+
+class PerturbationActor(nn.Module):
+    """pi(s, a_b) = clip(a_b + phi * max_action * tanh(f(s, a_b)), +-max_action) (ref §6)."""
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, max_action: float, phi: float, hidden: Sequence[int]
+    ) -> None:
+        super().__init__()
+        self.max_action, self.phi = float(max_action), float(phi)
+        self.net = mlp(obs_dim + act_dim, list(hidden), act_dim)
+
+    def forward(self, obs: Tensor, prior_actions: Tensor) -> Tensor:
+        raw = self.net(torch.cat([obs, prior_actions], dim=-1))
+        delta = self.phi * self.max_action * torch.tanh(raw)
+        return (prior_actions + delta).clamp(-self.max_action, self.max_action)
+
+
+class ORAAC(Agent):
+    """Behaviour prior + perturbation actor + IQN critic, maximising a distorted return."""
+
+    def __init__(self, obs_dim: int, act_dim: int, max_action: float, config: ORAACConfig) -> None:
+        super().__init__(obs_dim, act_dim, max_action, config)
+        c = config
+        check_choice("prior", c.prior, PRIORS)
+        self.distortion = distortion_from(c.risk, c.risk_param)
+        self.prior = self.add_net("prior", self._make_prior())
+        self.actor = self.add_net(
+            "actor", PerturbationActor(obs_dim, act_dim, max_action, c.phi, c.actor_hidden)
+        )
+        self.critic = self.add_net("critic", make_iqn(obs_dim, act_dim, c))
+        self.actor_target = self.add_frozen("actor_target", self.actor)
+        self.critic_target = self.add_frozen("critic_target", self.critic)
+        self.optims["prior"] = torch.optim.Adam(self.prior.parameters(), lr=c.lr_prior)
+        self.optims["actor"] = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor)
+        self.optims["critic"] = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic)
+
+    def _make_prior(self) -> nn.Module:
+        c, args = self.config, (self.obs_dim, self.act_dim, self.max_action)
+        if c.prior == "vae":
+            return VAE(*args, c.prior_hidden, c.latent_dim, c.kl_weight)
+        cls = DiffusionActor if c.prior == "diffusion" else FlowActor
+        return cls(*args, c.prior_steps, c.prior_hidden, c.prior_layers, c.time_dim)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """Prior BC step, critic TD step, and every few steps actor step + soft updates."""
+        c, b = self.config, self.batch_to_device(batch)
+        prior_loss = self.prior.loss(b.actions, b.obs)
+        grad_step(self.optims["prior"], prior_loss, self.prior.parameters(), c.grad_norm)
+        with torch.no_grad():
+            next_actions = self.actor_target(b.next_obs, self.prior.sample(b.next_obs))
+        logs = iqn_critic_update(
+            self.critic,
+            self.critic_target,
+            self.optims["critic"],
+            b,
+            next_actions,
+            c.gamma,
+            c.n_quantiles,
+            c.q_clip,
+            c.grad_norm,
+        )
+        if self.step % c.target_update_every == 0:
+            with torch.no_grad():
+                prior_actions = self.prior.sample(b.obs)
+            with no_param_grads(self.critic):
+                z = risk_quantiles(
+                    self.critic,
+                    b.obs,
+                    self.actor(b.obs, prior_actions),
+                    self.distortion,
+                    c.n_policy_quantiles,
+                )
+            actor_loss = -z.mean()
+            grad_step(self.optims["actor"], actor_loss, self.actor.parameters(), c.grad_norm)
+            polyak_update(self.critic_target, self.critic, c.tau)
+            polyak_update(self.actor_target, self.actor, c.tau)
+            self.carry["actor_loss"] = actor_loss.item()
+        self.step += 1
+        logs.update(prior_loss=prior_loss.item(), actor_loss=self.carry.get("actor_loss", 0.0))
+        return logs
+
+    def _policy(self, obs: Tensor, generator: torch.Generator | None) -> Tensor:
+        return self.actor(obs, self.prior.sample(obs, generator=generator))
+
+
+register("oraac", ORAACConfig, ORAAC, "ORAAC")
+register("oraac_diff", ORAACDiffConfig, ORAAC, "ORAAC-Diff.")
+register("oraac_flow", ORAACFlowConfig, ORAAC, "ORAAC-Flow")

@@ -1,0 +1,70 @@
+"""Dataclass configs filled from YAML: values live in YAML, structure lives in code.
+
+Algorithm files (`configs/algos/<algo>.yaml`) hold `defaults:` plus optional
+`overrides: {<dataset>: {...}}`; unknown keys are an error so that a typo never silently
+falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from ramac.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "configs"
+
+T = TypeVar("T")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse a YAML mapping; a missing or malformed file is a UserError naming it."""
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def build(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
+    """Instantiate dataclass ``cls`` from ``values``, rejecting unknown keys by name."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
+    return cls(**values)
+
+
+def algo_values(algo: str, dataset: str | None = None) -> dict[str, Any]:
+    """The resolved hyperparameters of ``algo`` for ``dataset``: defaults, then overrides."""
+    path = CONFIG_DIR / "algos" / f"{algo}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in (CONFIG_DIR / "algos").glob("*.yaml"))
+        raise UserError(f"unknown algorithm '{algo}' (known: {', '.join(known)})")
+    data = read_yaml(path)
+    unknown = sorted(set(data) - {"defaults", "overrides"})
+    if unknown:
+        raise UserError(f"{path}: unknown top-level key(s) {', '.join(unknown)}")
+    values = dict(data.get("defaults") or {})
+    if dataset is not None:
+        values.update((data.get("overrides") or {}).get(dataset) or {})
+    return values
+
+
+def config_hash(values: dict[str, Any]) -> str:
+    """A short stable hash of a resolved config, used to key run directories."""
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]

@@ -1,0 +1,117 @@
+"""Small building blocks shared by the networks: soft target updates, EMA, time embeddings."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ramac.nets.mlp import mlp
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Soft-update ``target`` towards ``source``: p_t <- (1 - tau) p_t + tau p_s, in place.
+
+    Used for target critics (tau = 0.005, ref: ramac-oraac-code.md §1 step 7) and, through
+    :class:`EMA`, for the actor average. Buffers (not learned) are copied outright.
+    """
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"polyak tau must lie in [0, 1], got {tau}")
+    for p_t, p_s in zip(target.parameters(), source.parameters(), strict=True):
+        p_t.lerp_(p_s, tau)
+    for b_t, b_s in zip(target.buffers(), source.buffers(), strict=True):
+        b_t.copy_(b_s)
+
+
+class SinusoidalTimeEmbedding(nn.Module):
+    """Map a batch of (float) time values to [sin(t f_k), cos(t f_k)] features.
+
+    half = dim // 2 frequencies f_k = exp(-k ln(1e4) / (half - 1)), k = 0..half-1; the output
+    is cat[sin, cos] (ref: ramac-oraac-code.md §1 "Denoiser": dim 16 gives freqs
+    exp(-k ln(1e4)/7), k = 0..7; §2: dim 4 gives freqs 1 and 1e-4).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        if dim < 4 or dim % 2:
+            raise ValueError(f"time embedding dim must be even and >= 4, got {dim}")
+        self.dim = dim
+        half = dim // 2
+        freqs = torch.exp(-torch.arange(half, dtype=torch.float32) * math.log(1e4) / (half - 1))
+        # Not persistent: derived from ``dim``, so checkpoints hold learned weights only.
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, t: Tensor) -> Tensor:
+        """t: [B] (integer step indices are cast to float) -> [B, dim]."""
+        args = t.to(self.freqs.dtype).unsqueeze(-1) * self.freqs
+        return torch.cat([args.sin(), args.cos()], dim=-1)
+
+
+class TimeConditionedMLP(nn.Module):
+    """MLP on cat[x, time_encoder(t), obs] with Mish activations; output has x's width.
+
+    The epsilon network of the diffusion actor and the velocity field of the flow actor share
+    this layout (ref: ramac-oraac-code.md §1 "Denoiser", §2 "Networks"): time encoder
+    Sinusoidal(time_dim) -> Linear(time_dim, 2 time_dim), Mish, Linear(2 time_dim, time_dim);
+    then n_layers x (Linear hidden + Mish) -> Linear act_dim.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: int = 256,
+        n_layers: int = 3,
+        time_dim: int = 16,
+        time_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.time_scale = time_scale
+        self.time_mlp = nn.Sequential(
+            SinusoidalTimeEmbedding(time_dim),
+            nn.Linear(time_dim, 2 * time_dim),
+            nn.Mish(),
+            nn.Linear(2 * time_dim, time_dim),
+        )
+        self.net = mlp(act_dim + time_dim + obs_dim, [hidden] * n_layers, act_dim, nn.Mish)
+
+    def forward(self, x: Tensor, t: Tensor, obs: Tensor) -> Tensor:
+        """x: [B, da], t: [B] (step index or flow time), obs: [B, ds] -> [B, da]."""
+        t_emb = self.time_mlp(t.to(x.dtype) * self.time_scale)
+        return self.net(torch.cat([x, t_emb, obs], dim=-1))
+
+
+class EMA:
+    """Exponential moving average of a module's weights, kept in a frozen deep copy.
+
+    ``update`` does avg <- decay avg + (1 - decay) model (decay 0.995 in RADAC, ref:
+    ramac-oraac-code.md §1 step 6). ``reset`` copies the online weights outright, which
+    Diffusion-QL does before EMA starts and the RADAC code omits (ref §8.5).
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"EMA decay must lie in [0, 1], got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model).requires_grad_(False)
+
+    def update(self, model: nn.Module) -> None:
+        """Move the average one step towards ``model``."""
+        polyak_update(self.model, model, 1.0 - self.decay)
+
+    def reset(self, model: nn.Module) -> None:
+        """Copy ``model``'s weights into the average."""
+        polyak_update(self.model, model, 1.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The averaged weights plus the decay, for checkpoints."""
+        return {"decay": self.decay, "model": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.decay = float(state["decay"])
+        self.model.load_state_dict(state["model"])

@@ -1,0 +1,448 @@
+"""Leaderboard tables from tidy aggregated records: CSV, LaTeX (booktabs), Markdown, HTML.
+
+The layout follows the paper's main table (ref: paper-tables.md §1.1): one row per
+dataset x metric (Mean, CVaR), one column per algorithm, the best value of a row in bold and
+the runner-up marked. Bold rule: the best point estimate of the row (highest, or lowest for a
+lower-is-better metric such as an OOD rate), compared at the precision shown; every
+algorithm tied with it is bold too, and the runner-up is the next distinct value. Intervals
+are drawn but do not enter the rule. The CSV is the canonical output; the other formats are
+derived from the same ``Table`` (ref: ecosystem.md §6).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eval.bootstrap import bootstrap_ci, standard_error
+from ramac.errors import UserError
+from ramac.io import atomic_to_csv, atomic_write_text
+
+CSV_COLUMNS = ["dataset", "metric", "algo", "value", "low", "high", "is_best", "is_runner_up"]
+METRIC_LABELS = {
+    "mean": "Mean",
+    "cvar": "CVaR",
+    "cvar_pooled": "CVaR (pooled)",
+    "risky_rate": "Risky rate",
+    "ood_rate": "OOD rate (%)",
+}
+RULE_TEXT = {
+    "ceil": "the mean of the worst ceil(alpha N) of a seed's N episode returns",
+    "floor": "the mean of the worst floor(alpha N) of a seed's N episode returns",
+    "interpolated": "the exact CVaR of a seed's empirical return distribution "
+    "(fractional weight on the boundary episode)",
+}
+RUNNER_UP_WORDS = {"latex": "underlined", "markdown": "in italics", "html": "shaded"}
+DASH = "–"
+
+
+@dataclass
+class Table:
+    """A leaderboard: tidy ``cells`` plus the display order and format.
+
+    ``cells`` has the CSV_COLUMNS; ``rows`` lists (dataset, metric) in display order.
+    ``interval`` is "ci" (cells show "[low, high]") or "pm" (cells show "± (high - value)",
+    for symmetric intervals such as a standard error).
+    """
+
+    cells: pd.DataFrame
+    rows: list[tuple[str, str]]
+    algos: list[str]
+    dataset_labels: dict[str, str] = field(default_factory=dict)
+    metric_labels: dict[str, str] = field(default_factory=dict)
+    decimals: int = 2
+    interval: str = "ci"
+
+    def cell(self, dataset: str, metric: str, algo: str) -> pd.Series:
+        """The cells row for one (dataset, metric, algo)."""
+        c = self.cells
+        hit = c[(c["dataset"] == dataset) & (c["metric"] == metric) & (c["algo"] == algo)]
+        return hit.iloc[0]
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(dict.fromkeys(metric for _, metric in self.rows))
+
+    def dataset_label(self, dataset: str) -> str:
+        return self.dataset_labels.get(dataset, dataset)
+
+    def metric_label(self, metric: str) -> str:
+        return self.metric_labels.get(metric, METRIC_LABELS.get(metric, metric))
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _dataset_order(frame: pd.DataFrame, rows: Sequence[str] | Mapping[str, str] | None):
+    """(datasets in display order, their labels) from a list, a {dataset: label} or None."""
+    present = list(dict.fromkeys(frame["dataset"]))
+    if rows is None:
+        return present, {}
+    labels = dict(rows) if isinstance(rows, Mapping) else {}
+    order = list(rows)
+    missing = [d for d in order if d not in present]
+    if missing:
+        raise UserError(f"leaderboard: no records for dataset(s) {', '.join(missing)}")
+    return order, labels
+
+
+def _algo_order(frame: pd.DataFrame, algo_order: Sequence[str] | None) -> list[str]:
+    present = list(dict.fromkeys(frame["algo"]))
+    if algo_order is None:
+        return present
+    missing = [a for a in algo_order if a not in present]
+    if missing:
+        raise UserError(f"leaderboard: no records for algorithm(s) {', '.join(missing)}")
+    return list(algo_order)
+
+
+def mark_best(values: Sequence[float], higher_is_better: bool, decimals: int) -> tuple[list, list]:
+    """(is_best, is_runner_up) flags: best and next-best point estimate at ``decimals``.
+
+    NaN values are never marked; ties (equal after rounding) share the mark.
+    """
+    shown = [round(v, decimals) if math.isfinite(v) else math.nan for v in values]
+    distinct = sorted({v for v in shown if math.isfinite(v)}, reverse=higher_is_better)
+    best = distinct[0] if distinct else math.nan
+    second = distinct[1] if len(distinct) > 1 else math.nan
+    return [v == best for v in shown], [v == second for v in shown]
+
+
+def _check_one_suite(frame: pd.DataFrame) -> None:
+    if "suite" in frame and frame["suite"].nunique() > 1:
+        suites = ", ".join(sorted(map(str, frame["suite"].unique())))
+        raise ValueError(f"leaderboard: records from several suites ({suites}); filter to one")
+
+
+def _value(row: pd.Series | None, column: str) -> float:
+    return float(row[column]) if row is not None and column in row else math.nan
+
+
+def _row_cells(
+    frame: pd.DataFrame, dataset: str, metric: str, algos: list[str], higher: bool, decimals: int
+) -> list[dict]:
+    """The cells of one (dataset, metric) row, with the best / runner-up flags set."""
+    lookup = frame[frame["dataset"] == dataset].set_index("algo")
+    cells = []
+    for algo in algos:
+        row = lookup.loc[algo] if algo in lookup.index else None
+        cells.append(
+            {"dataset": dataset, "metric": metric, "algo": algo}
+            | {"value": _value(row, metric)}
+            | {"low": _value(row, f"{metric}_low"), "high": _value(row, f"{metric}_high")}
+        )
+    best, runner = mark_best([c["value"] for c in cells], higher, decimals)
+    for c, b, r in zip(cells, best, runner, strict=True):
+        c["is_best"], c["is_runner_up"] = b, r
+    return cells
+
+
+def leaderboard(
+    aggregated: pd.DataFrame,
+    *,
+    rows: Sequence[str] | Mapping[str, str] | None = None,
+    metrics: Sequence[str] = ("mean", "cvar"),
+    algo_order: Sequence[str] | None = None,
+    higher_is_better: Mapping[str, bool] | None = None,
+    metric_labels: Mapping[str, str] | None = None,
+    decimals: int = 2,
+    interval: str = "ci",
+) -> Table:
+    """The paper-layout table from ``eval.metrics.aggregate`` output (one suite).
+
+    ``rows`` gives the datasets in order (a {dataset: label} mapping also relabels them);
+    each metric m reads columns m, m_low, m_high. ``higher_is_better`` defaults to True per
+    metric. Algorithms not in ``algo_order`` and datasets not in ``rows`` are left out;
+    missing (dataset, algo) records show as a dash and are never marked.
+    """
+    if interval not in ("ci", "pm"):
+        raise ValueError(f"interval must be 'ci' or 'pm', got '{interval}'")
+    _check_one_suite(aggregated)
+    if aggregated.duplicated(["dataset", "algo"]).any():
+        raise ValueError("leaderboard: more than one record per (dataset, algo)")
+    datasets, labels = _dataset_order(aggregated, rows)
+    algos = _algo_order(aggregated, algo_order)
+    missing = [m for m in metrics if m not in aggregated]
+    if missing:
+        raise UserError(f"leaderboard: aggregated records lack metric column(s) {missing}")
+    higher = {m: True for m in metrics} | dict(higher_is_better or {})
+    cells = [
+        cell
+        for d in datasets
+        for m in metrics
+        for cell in _row_cells(aggregated, d, m, algos, higher[m], decimals)
+    ]
+    return Table(
+        cells=pd.DataFrame(cells, columns=CSV_COLUMNS),
+        rows=[(d, m) for d in datasets for m in metrics],
+        algos=algos,
+        dataset_labels=labels,
+        metric_labels=dict(metric_labels or {}),
+        decimals=decimals,
+        interval=interval,
+    )
+
+
+def ood_table(
+    seed_summary: pd.DataFrame,
+    *,
+    rows: Sequence[str] | Mapping[str, str] | None = None,
+    algo_order: Sequence[str] | None = None,
+    column: str = "ood_rate",
+    interval: str = "se",
+    percent: bool = True,
+    reps: int = 2000,
+    seed: int = 0,
+    decimals: int = 2,
+) -> Table:
+    """OOD-rate table (ref: paper-tables.md §1.2): rows = datasets, columns = algorithms,
+    cells = mean over seeds of the per-seed rate (in % when ``percent``) with ± s.e. across
+    seeds (``interval="se"``) or a 95% stratified bootstrap CI (``"ci"``). Lower is better,
+    so the lowest rate is bold."""
+    if interval not in ("se", "ci"):
+        raise ValueError(f"interval must be 'se' or 'ci', got '{interval}'")
+    if column not in seed_summary:
+        raise UserError(f"OOD table: seed summary has no '{column}' column")
+    frame = seed_summary.dropna(subset=[column])
+    _check_one_suite(frame)
+    scale = 100.0 if percent else 1.0
+    agg = []
+    for (dataset, algo), group in frame.groupby(["dataset", "algo"], sort=False):
+        values = scale * group[column].to_numpy(dtype=np.float64)
+        point, low, high = bootstrap_ci(values, np.mean, reps=reps, seed=seed)
+        if interval == "se":
+            se = standard_error(values)
+            low, high = point - se, point + se
+        agg.append({"dataset": dataset, "algo": algo, "ood_rate": point, "ood_rate_low": low})
+        agg[-1]["ood_rate_high"] = high
+    return leaderboard(
+        pd.DataFrame(agg),
+        rows=rows,
+        metrics=("ood_rate",),
+        algo_order=algo_order,
+        higher_is_better={"ood_rate": False},
+        metric_labels={"ood_rate": "OOD rate (%)" if percent else "OOD rate"},
+        decimals=decimals,
+        interval="pm" if interval == "se" else "ci",
+    )
+
+
+# --------------------------------------------------------------------------- captions
+
+
+def caption_for(
+    n_seeds: int,
+    episodes_per_seed: int,
+    alpha: float,
+    rule: str,
+    interval: str = "95% stratified bootstrap CI across seeds",
+    checkpoint: str = "final",
+    fmt: str = "latex",
+) -> str:
+    """The sentence every score table carries: seeds, episodes per seed, alpha, the CVaR
+    estimator, what the interval means, the checkpoint rule and the bold rule (plain text;
+    ``to_latex`` escapes it). ``fmt`` names how the runner-up is marked in that format."""
+    if rule not in RULE_TEXT:
+        raise ValueError(f"rule must be one of {list(RULE_TEXT)}, got '{rule}'")
+    return (
+        f"Mean return and CVaR at alpha = {alpha:g} over {n_seeds} seeds x "
+        f"{episodes_per_seed} evaluation episodes per seed ({checkpoint} checkpoint). "
+        f"CVaR is {RULE_TEXT[rule]}, computed per seed and then averaged over seeds. "
+        f"Brackets: {interval}. Bold: best point estimate of the row (ties at the shown "
+        f"precision all bold); {RUNNER_UP_WORDS.get(fmt, 'marked')}: runner-up."
+    )
+
+
+def ood_caption_for(
+    n_seeds: int,
+    kappa: float = 3.0,
+    interval: str = "standard error across seeds",
+    fmt: str = "latex",
+) -> str:
+    """The sentence for an OOD-rate table: the detector, kappa, seeds, the ± and bold rules."""
+    return (
+        f"Percentage of evaluation actions flagged out-of-distribution by the 1-NN detector "
+        f"(features standardised by the dataset; flagged when the distance to the nearest "
+        f"dataset point exceeds kappa = {kappa:g} times the dataset's mean leave-one-out "
+        f"1-NN distance), mean over {n_seeds} seeds; ± / brackets: {interval}. Lower is "
+        f"better: bold is the lowest rate of the row; {RUNNER_UP_WORDS.get(fmt, 'marked')}: "
+        f"runner-up."
+    )
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def _fmt(x: float, decimals: int) -> str:
+    return f"{x:.{decimals}f}" if math.isfinite(x) else DASH
+
+
+def _cell_text(cell: pd.Series, table: Table) -> tuple[str, str]:
+    """(value, interval) strings; the interval is "" when unknown."""
+    value, low, high = float(cell["value"]), float(cell["low"]), float(cell["high"])
+    if not math.isfinite(value):
+        return DASH, ""
+    text = _fmt(value, table.decimals)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return text, ""
+    if table.interval == "pm":
+        return text, f"± {_fmt(high - value, table.decimals)}"
+    return text, f"[{_fmt(low, table.decimals)}, {_fmt(high, table.decimals)}]"
+
+
+def _row_label(table: Table, i: int) -> list[str]:
+    """Label columns of row i: the dataset (first row of its group only) and the metric."""
+    dataset, metric = table.rows[i]
+    first = i == 0 or table.rows[i - 1][0] != dataset
+    label = table.dataset_label(dataset) if first else ""
+    return [label, table.metric_label(metric)] if len(table.metrics) > 1 else [label]
+
+
+def _header(table: Table) -> list[str]:
+    return ["Dataset", "Metric"] if len(table.metrics) > 1 else ["Dataset"]
+
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters in plain text."""
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def _latex_number(text: str) -> str:
+    return text.replace("-", "$-$") if text != DASH else "--"
+
+
+def _latex_cell(cell: pd.Series, table: Table) -> str:
+    value, interval = _cell_text(cell, table)
+    value = _latex_number(value)
+    if cell["is_best"]:
+        value = rf"\textbf{{{value}}}"
+    elif cell["is_runner_up"]:
+        value = rf"\underline{{{value}}}"
+    if interval.startswith("±"):
+        interval = r"$\pm$ " + _latex_number(interval[2:])
+    elif interval:
+        interval = r"{\scriptsize " + _latex_number(interval) + "}"
+    return f"{value} {interval}".strip()
+
+
+def to_latex(table: Table, caption: str, label: str, *, escape_caption: bool = True) -> str:
+    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``); best value
+    ``\\textbf``, runner-up ``\\underline``."""
+    head = _header(table)
+    spec = "l" * len(head) + "c" * len(table.algos)
+    lines = [
+        "% requires \\usepackage{booktabs}",
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(caption) if escape_caption else caption}}}",
+        rf"\label{{{label}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(latex_escape(h) for h in [*head, *table.algos]) + r" \\",
+        r"\midrule",
+    ]
+    for i, (dataset, metric) in enumerate(table.rows):
+        labels = [latex_escape(x) for x in _row_label(table, i)]
+        cells = [_latex_cell(table.cell(dataset, metric, a), table) for a in table.algos]
+        lines.append(" & ".join([*labels, *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", r"\|")
+
+
+def _md_cell(cell: pd.Series, table: Table) -> str:
+    value, interval = _cell_text(cell, table)
+    if cell["is_best"]:
+        value = f"**{value}**"
+    elif cell["is_runner_up"]:
+        value = f"_{value}_"
+    return f"{value} {interval}".strip()
+
+
+def to_markdown(table: Table, note: str = "") -> str:
+    """A GitHub pipe table (best **bold**, runner-up _italic_), then ``note`` as a paragraph."""
+    head = _header(table)
+    lines = [
+        "| " + " | ".join(_md_escape(h) for h in [*head, *table.algos]) + " |",
+        "|" + "---|" * len(head) + "---:|" * len(table.algos),
+    ]
+    for i, (dataset, metric) in enumerate(table.rows):
+        labels = [_md_escape(x) for x in _row_label(table, i)]
+        cells = [_md_cell(table.cell(dataset, metric, a), table) for a in table.algos]
+        lines.append("| " + " | ".join([*labels, *cells]) + " |")
+    text = "\n".join(lines) + "\n"
+    return text + (f"\n{note}\n" if note else "")
+
+
+def _html_cell(cell: pd.Series, table: Table) -> str:
+    value, interval = _cell_text(cell, table)
+    cls = "best" if cell["is_best"] else "runner-up" if cell["is_runner_up"] else ""
+    attr = f' class="{cls}"' if cls else ""
+    span = f' <span class="interval">{html.escape(interval)}</span>' if interval else ""
+    return f'<td{attr}><span class="value">{html.escape(value)}</span>{span}</td>'
+
+
+def to_html(table: Table, caption: str = "") -> str:
+    """An HTML ``<table class="leaderboard">`` fragment; best cells have class "best", the
+    runner-up "runner-up" (styled by ``reports.html``)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in [*_header(table), *table.algos])
+    body = []
+    for i, (dataset, metric) in enumerate(table.rows):
+        labels = "".join(f"<th>{html.escape(x)}</th>" for x in _row_label(table, i))
+        cells = "".join(_html_cell(table.cell(dataset, metric, a), table) for a in table.algos)
+        body.append(f"<tr>{labels}{cells}</tr>")
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return (
+        f'<table class="leaderboard">{cap}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def write_csv(table: Table, path: str | os.PathLike) -> Path:
+    """The canonical tidy CSV (CSV_COLUMNS, display order), written atomically."""
+    return atomic_to_csv(table.cells[CSV_COLUMNS], path)
+
+
+def write_tables(
+    table: Table,
+    directory: str | os.PathLike,
+    stem: str,
+    *,
+    caption: str,
+    label: str,
+    note: str | None = None,
+) -> dict[str, Path]:
+    """Write ``stem``.csv/.tex/.md/.html into ``directory`` (each atomically); returns the
+    paths by format. ``note`` (default: the caption) goes under the Markdown table."""
+    out = Path(directory)
+    return {
+        "csv": write_csv(table, out / f"{stem}.csv"),
+        "tex": atomic_write_text(out / f"{stem}.tex", to_latex(table, caption, label)),
+        "md": atomic_write_text(out / f"{stem}.md", to_markdown(table, note or caption)),
+        "html": atomic_write_text(out / f"{stem}.html", to_html(table, caption)),
+    }

@@ -1,0 +1,73 @@
+"""The bandit's smoke profile end to end, in a subprocess, as a user would run it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "reproduce.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_bandit_smoke_profile_writes_every_output(tmp_path):
+    out = tmp_path / "bandit"
+    proc = run_cli("bandit", "--profile", "smoke", "--out", str(out), "--workers", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    suite = yaml.safe_load((ROOT / "configs/suites/bandit.yaml").read_text())
+    algos = suite["algos"]
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary["algo"]) == sorted(algos)  # smoke: one seed per method
+    for column in ("mean_reward", "cvar", "centre_frac", "ring_frac", "ood_rate", "ood_rate_k3"):
+        assert np.isfinite(summary[column]).all(), column
+    assert (summary["cvar"] <= summary["mean_reward"] + 1e-9).all()
+
+    for algo in algos:
+        run = out / "runs" / algo / "seed0"
+        assert (run / "done").exists()
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["seed"] == 0 and config["dataset"]["source"] == "bandit"
+        assert "torch" in config["versions"]
+        data = np.load(run / "actions.npz")
+        assert data["actions"].shape == (config["eval"]["n_actions"], 2)
+        assert np.abs(data["actions"]).max() <= 1.0
+        assert json.loads((run / "metrics.json").read_text())["algo"] == algo
+        assert len(pd.read_csv(run / "train_log.csv")) > 0
+
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert set(board["metric"]) == {"mean", "cvar", "centre", "ring", "ood_rate"}
+    tex = (out / "leaderboard.tex").read_text()
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "\\textbf" in tex
+    md = (out / "leaderboard.md").read_text()
+    assert md.count("|") > 10 and "RADAC" in md
+    for name in ("bandit.png", "bandit.pdf"):
+        assert (out / name).stat().st_size > 1000
+    assert (out / "bandit.png").read_bytes()[:4] == b"\x89PNG"
+
+    # A rerun finds every run done and only rewrites the tables.
+    again = run_cli("bandit", "--profile", "smoke", "--out", str(out), "--workers", "1")
+    assert again.returncode == 0, again.stderr[-2000:]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"), summary)
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path):
+    proc = run_cli("bandit", "--profile", "smoke", "--algos", "nope", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "unknown algorithm 'nope'" in proc.stderr
+    proc = run_cli("train")
+    assert proc.returncode == 2 and "not built yet" in proc.stderr
