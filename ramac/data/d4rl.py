@@ -1,0 +1,356 @@
+"""D4RL gym-mujoco v2 datasets, read with h5py alone (never the d4rl or mujoco-py packages).
+
+``load_d4rl`` finds (or downloads) the hdf5 file, validates it, and converts it with
+:func:`qlearning_dataset`, which reproduces ``d4rl.qlearning_dataset`` bit for bit by
+default, because CORL, Diffusion-QL and RAMAC all train on that output
+(ref: ecosystem.md §3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from ramac.data.behaviour import ENV_IDS
+from ramac.data.dataset import OfflineDataset, Provenance
+from ramac.errors import UserError
+
+BASE_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2"
+KINDS = ("random", "medium", "medium-replay", "medium-expert", "expert")
+
+# ref: paper-tables.md §5 (D4RL d4rl/infos.py; v2 reuses the random-v0 / expert values)
+REF_SCORES = {
+    "halfcheetah": (-280.178953, 12135.0),
+    "hopper": (-20.272305, 3234.3),
+    "walker2d": (1.629008, 4592.3),
+}
+# observation / action sizes of the gym-mujoco tasks (D4RL and Gymnasium v5 agree)
+DIMS = {"halfcheetah": (17, 6), "hopper": (11, 3), "walker2d": (17, 6)}
+
+REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
+OPTIONAL_KEYS = ("next_observations", "timeouts")
+FLOAT_KEYS = ("observations", "actions", "rewards", "next_observations")
+
+
+@dataclasses.dataclass(frozen=True)
+class D4RLInfo:
+    """One D4RL dataset: where to get it and how to evaluate on it."""
+
+    id: str  # e.g. "halfcheetah-medium-expert-v2"
+    task: str
+    kind: str
+    file_name: str  # e.g. "halfcheetah_medium_expert-v2.hdf5" (d4rl caches it under this name)
+    url: str
+    env_id: str  # the Gymnasium env used for evaluation here
+    ref_min_score: float
+    ref_max_score: float
+
+
+def _info(task: str, kind: str) -> D4RLInfo:
+    # ref: ecosystem.md §3: <env>_<dataset>-v2.hdf5, dataset words joined by "_"
+    file_name = f"{task}_{kind.replace('-', '_')}-v2.hdf5"
+    low, high = REF_SCORES[task]
+    return D4RLInfo(
+        f"{task}-{kind}-v2",
+        task,
+        kind,
+        file_name,
+        f"{BASE_URL}/{file_name}",
+        ENV_IDS[task],
+        low,
+        high,
+    )
+
+
+D4RL_DATASETS: dict[str, D4RLInfo] = {
+    info.id: info for info in (_info(task, kind) for task in REF_SCORES for kind in KINDS)
+}
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def dataset_dir() -> Path:
+    """Where D4RL files are cached: ``$D4RL_DATASET_DIR`` or ``~/.d4rl/datasets`` (as d4rl)."""
+    return Path(os.environ.get("D4RL_DATASET_DIR", Path.home() / ".d4rl" / "datasets"))
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    """The sha256 of a file, read in chunks (D4RL files are up to ~1 GB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_info(name: str) -> D4RLInfo:
+    """The table entry of a dataset name (``-v2`` may be omitted)."""
+    key = name if name.endswith("-v2") else f"{name}-v2"
+    if key not in D4RL_DATASETS:
+        raise UserError(
+            f"unknown D4RL dataset '{name}' (known: <task>-<kind>-v2 with task in "
+            f"{', '.join(REF_SCORES)} and kind in {', '.join(KINDS)})"
+        )
+    return D4RL_DATASETS[key]
+
+
+def info_for_path(path: Path) -> D4RLInfo | None:
+    """The table entry whose file name matches ``path`` (None for other files)."""
+    for info in D4RL_DATASETS.values():
+        if path.name in (info.file_name, f"{info.id}.hdf5"):
+            return info
+    return None
+
+
+def download_file(url: str, dest: Path) -> None:
+    """Fetch ``url`` to ``dest`` through a temporary name (a crash leaves no partial file)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(url, timeout=30) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
+        try:
+            with (
+                os.fdopen(fd, "wb") as out,
+                tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar,
+            ):
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    bar.update(len(block))
+            Path(tmp).replace(dest)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def locate(info: D4RLInfo, allow_download: bool) -> Path:
+    """The local file of ``info``; downloaded when missing and allowed and reachable."""
+    directory = dataset_dir()
+    for candidate in (directory / info.file_name, directory / f"{info.id}.hdf5"):
+        if candidate.exists():
+            return candidate
+    dest = directory / info.file_name
+    hint = f"put {info.file_name} (from {info.url}) into {directory} (or set D4RL_DATASET_DIR)"
+    if not allow_download:
+        raise UserError(f"D4RL dataset {info.id} is not available offline: {hint}")
+    try:
+        download_file(info.url, dest)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc.__class__.__name__
+        raise UserError(f"cannot download D4RL dataset {info.id} ({reason}): {hint}") from None
+    return dest
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_d4rl_hdf5(path: Path | str, task: str | None = None) -> dict[str, np.ndarray]:
+    """The transition arrays of a D4RL-format hdf5 file, validated.
+
+    Checks: the file is hdf5, required keys are present, every array has one row per step,
+    float arrays are finite, and (when ``task`` is given or read from the file name) the
+    observation and action sizes match the task. Each problem is a one-line UserError
+    naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if not h5py.is_hdf5(path):
+        raise UserError(f"{path}: not an hdf5 file")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [key for key in REQUIRED_KEYS if not isinstance(f.get(key), h5py.Dataset)]
+            if missing:
+                raise UserError(f"{path}: missing key(s) {', '.join(missing)}")
+            raw = {key: f[key][()] for key in (*REQUIRED_KEYS, *OPTIONAL_KEYS) if key in f}
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the hdf5 file ({exc.__class__.__name__})") from None
+    _validate(path, raw, task if task is not None else _task_from_name(path))
+    return _normalise(raw)
+
+
+def _task_from_name(path: Path) -> str | None:
+    info = info_for_path(path)
+    if info is not None:
+        return info.task
+    head = path.stem.split("-")[0].split("_")[0].lower()
+    return head if head in DIMS else None
+
+
+def _validate(path: Path, raw: dict[str, np.ndarray], task: str | None) -> None:
+    n = len(raw["observations"])
+    if n == 0:
+        raise UserError(f"{path}: the dataset has no rows")
+    for key, value in raw.items():
+        if len(value) != n:
+            raise UserError(f"{path}: '{key}' has {len(value)} rows, 'observations' has {n}")
+    for key in FLOAT_KEYS:
+        if key in raw and not np.isfinite(raw[key]).all():
+            bad = "NaN" if np.isnan(raw[key]).any() else "inf"
+            raise UserError(f"{path}: '{key}' contains {bad} values")
+    for key in ("observations", "actions", "next_observations"):
+        if key in raw and raw[key].ndim != 2:
+            raise UserError(f"{path}: '{key}' must be 2-D, got shape {raw[key].shape}")
+    if task is None:
+        return
+    if task not in DIMS:
+        raise UserError(f"{path}: unknown task '{task}' (known: {', '.join(DIMS)})")
+    obs_dim, act_dim = DIMS[task]
+    got = (raw["observations"].shape[1], raw["actions"].shape[1])
+    if got != (obs_dim, act_dim):
+        raise UserError(
+            f"{path}: observation/action sizes {got[0]}/{got[1]} do not match task "
+            f"{task} ({obs_dim}/{act_dim})"
+        )
+    if "next_observations" in raw and raw["next_observations"].shape[1] != obs_dim:
+        raise UserError(
+            f"{path}: 'next_observations' has {raw['next_observations'].shape[1]} "
+            f"columns, task {task} has {obs_dim}"
+        )
+
+
+def _normalise(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in raw.items():
+        if key in ("terminals", "timeouts"):
+            out[key] = np.asarray(value).reshape(-1).astype(bool)
+        elif key == "rewards":
+            out[key] = np.asarray(value).reshape(-1).astype(np.float32)
+        else:
+            out[key] = np.asarray(value, dtype=np.float32)
+    return out
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def qlearning_dataset(
+    raw: dict[str, np.ndarray],
+    terminate_on_end: bool = False,
+    keep_timeouts: bool = False,
+    max_episode_steps: int = 1000,
+) -> dict[str, np.ndarray]:
+    """(s, a, r, s', done) transitions with ``d4rl.qlearning_dataset``'s exact semantics.
+
+    Default (ref: ecosystem.md §3): rows ``i in range(N-1)`` (the last row is dropped);
+    ``next_observations[i] = observations[i+1]`` (the stored ones are ignored); a row with
+    ``timeouts[i]`` is skipped (without a timeouts key: a row where the step counter reaches
+    ``max_episode_steps - 1``); terminal rows are kept with ``terminals=True``.
+    ``terminate_on_end=True`` keeps the timed-out rows as d4rl does (next obs from the next
+    row, done = the stored terminal).
+
+    ``keep_timeouts=True`` (not d4rl): timed-out rows, and the final row, are kept with
+    their *stored* ``next_observations`` and done = the stored terminal (False on a time
+    limit); every other row is as in the default. ``timeouts`` flags the kept timed-out rows
+    (always all False by default, since d4rl skips them); ``rows`` is the source row of
+    each transition.
+    """
+    n = len(raw["rewards"])
+    final = _final_timesteps(raw, max_episode_steps)
+    if keep_timeouts:
+        if "next_observations" not in raw:
+            raise UserError("keep_timeouts needs 'next_observations', which the dataset lacks")
+        rows = np.arange(n)
+        use_stored = np.append(final[: n - 1], True)  # timed-out rows and the final row
+    else:
+        rows = np.arange(n - 1)
+        use_stored = np.zeros(n - 1, bool)
+        if not terminate_on_end:
+            rows, use_stored = rows[~final[: n - 1]], use_stored[~final[: n - 1]]
+    next_obs = raw["observations"][np.minimum(rows + 1, n - 1)]
+    if use_stored.any():
+        next_obs[use_stored] = raw["next_observations"][rows[use_stored]]
+    return {
+        "observations": raw["observations"][rows],
+        "actions": raw["actions"][rows],
+        "next_observations": next_obs,
+        "rewards": raw["rewards"][rows],
+        "terminals": np.asarray(raw["terminals"], bool)[rows],
+        "timeouts": final[rows],
+        "rows": rows,
+    }
+
+
+def _final_timesteps(raw: dict[str, np.ndarray], max_episode_steps: int) -> np.ndarray:
+    """d4rl's ``final_timestep`` per row: the timeouts key, else a step counter."""
+    if "timeouts" in raw:
+        return np.asarray(raw["timeouts"], bool)
+    terminals = np.asarray(raw["terminals"], bool)
+    final = np.zeros(len(terminals), bool)
+    step = 0
+    for i in range(len(terminals)):
+        final[i] = step == max_episode_steps - 1
+        step = 0 if (final[i] or terminals[i]) else step + 1
+    return final
+
+
+def to_offline_dataset(
+    transitions: dict[str, np.ndarray], provenance: Provenance
+) -> OfflineDataset:
+    """Wrap :func:`qlearning_dataset`'s output in the toolkit's format."""
+    return OfflineDataset(
+        observations=transitions["observations"],
+        actions=transitions["actions"],
+        rewards=transitions["rewards"],
+        next_observations=transitions["next_observations"],
+        terminals=transitions["terminals"],
+        timeouts=transitions["timeouts"],
+        provenance=provenance,
+    )
+
+
+def load_d4rl(
+    name_or_path: str, *, download: bool = True, keep_timeouts: bool = False
+) -> OfflineDataset:
+    """A D4RL dataset by name (``hopper-medium-expert-v2``) or by hdf5 path.
+
+    A name is looked up in ``$D4RL_DATASET_DIR`` or ``~/.d4rl/datasets`` and downloaded
+    there when missing (if ``download`` and the network allow); offline, a one-line
+    UserError says which file to put where.
+    """
+    candidate = Path(name_or_path).expanduser()
+    if name_or_path.endswith((".hdf5", ".h5")) or candidate.exists():
+        path, info = candidate, info_for_path(candidate)
+    else:
+        info = resolve_info(name_or_path)
+        path = locate(info, download)
+    raw = read_d4rl_hdf5(path, info.task if info else None)
+    transitions = qlearning_dataset(raw, keep_timeouts=keep_timeouts)
+    return to_offline_dataset(
+        transitions, _provenance(path, info, len(raw["rewards"]), keep_timeouts)
+    )
+
+
+def _provenance(path: Path, info: D4RLInfo | None, n_rows: int, keep_timeouts: bool) -> Provenance:
+    extra = {"path": str(path), "rows_in_file": n_rows, "keep_timeouts": keep_timeouts}
+    if info is None:
+        task = _task_from_name(path)
+        low, high = REF_SCORES.get(task, (None, None))
+        return Provenance(
+            source="d4rl",
+            id=path.stem,
+            sha256=file_sha256(path),
+            env_id=ENV_IDS.get(task, ""),
+            ref_min_score=low,
+            ref_max_score=high,
+            extra=extra,
+        )
+    extra["url"] = info.url
+    return Provenance(
+        source="d4rl",
+        id=info.id,
+        version="v2",
+        sha256=file_sha256(path),
+        env_id=info.env_id,
+        ref_min_score=info.ref_min_score,
+        ref_max_score=info.ref_max_score,
+        extra=extra,
+    )

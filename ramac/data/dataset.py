@@ -1,0 +1,119 @@
+"""The one in-memory format every data source is converted into.
+
+Transitions are flat numpy arrays (observations, actions, rewards, next_observations,
+terminals, timeouts, and optionally a ``risky`` flag) plus a provenance record that
+every result file copies, so a number can always be traced back to its data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from ramac.errors import UserError
+
+ARRAY_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+
+
+@dataclasses.dataclass
+class Provenance:
+    """Where a dataset came from; written into every result file that uses it."""
+
+    source: str  # "d4rl", "minari", "generated", "bandit", "synthetic"
+    id: str  # e.g. "halfcheetah-medium-expert-v2"
+    version: str = ""
+    sha256: str = ""  # of the file the arrays were read from ("" when built in memory)
+    env_id: str = ""  # the Gymnasium environment used to evaluate on it
+    hazard: dict[str, Any] | None = None  # the hazard spec applied, all parameters written out
+    ref_min_score: float | None = None
+    ref_max_score: float | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class OfflineDataset:
+    """Transitions as aligned arrays (first axis = transition) plus provenance."""
+
+    observations: np.ndarray  # [n, obs_dim] float32
+    actions: np.ndarray  # [n, act_dim] float32
+    rewards: np.ndarray  # [n] float32
+    next_observations: np.ndarray  # [n, obs_dim] float32
+    terminals: np.ndarray  # [n] bool: the environment ended the episode (no bootstrap)
+    timeouts: np.ndarray  # [n] bool: the episode was cut by a time limit (bootstrap)
+    provenance: Provenance
+    risky: np.ndarray | None = None  # [n] bool: the transition entered a hazard region
+
+    def __post_init__(self) -> None:
+        n = len(self.rewards)
+        for key in (*ARRAY_KEYS, "risky"):
+            value = getattr(self, key)
+            if value is not None and len(value) != n:
+                raise UserError(
+                    f"dataset {self.provenance.id}: '{key}' has {len(value)} rows, "
+                    f"'rewards' has {n}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.observations.shape[1]
+
+    @property
+    def act_dim(self) -> int:
+        return self.actions.shape[1]
+
+    def replace(self, **changes: Any) -> OfflineDataset:
+        """A copy with some arrays or the provenance replaced (datasets are not mutated)."""
+        return dataclasses.replace(self, **changes)
+
+
+class Batch(NamedTuple):
+    """A minibatch of transitions as float32 tensors; what every agent's ``update`` takes."""
+
+    obs: torch.Tensor  # [B, obs_dim]
+    actions: torch.Tensor  # [B, act_dim]
+    rewards: torch.Tensor  # [B, 1]
+    next_obs: torch.Tensor  # [B, obs_dim]
+    not_done: torch.Tensor  # [B, 1], 0 where the transition is terminal
+
+
+class BatchSampler:
+    """Uniform sampling with replacement from a dataset held as tensors.
+
+    Each sampler owns its numpy Generator, so the data order is a function of the seed
+    alone and can be saved and restored with the run (see ``state_dict``).
+    """
+
+    def __init__(self, dataset: OfflineDataset, batch_size: int, seed: int, device: str = "cpu"):
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)
+
+        self.obs = tensor(dataset.observations)
+        self.actions = tensor(dataset.actions)
+        self.rewards = tensor(dataset.rewards).reshape(-1, 1)
+        self.next_obs = tensor(dataset.next_observations)
+        self.not_done = 1.0 - tensor(dataset.terminals).reshape(-1, 1)
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+        self.device = device
+
+    def sample(self) -> Batch:
+        idx = torch.as_tensor(self.rng.integers(0, len(self.rewards), self.batch_size))
+        idx = idx.to(self.device)
+        return Batch(
+            self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.not_done[idx]
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
