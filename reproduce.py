@@ -55,6 +55,18 @@ def _bandit(args: argparse.Namespace) -> None:
     )
 
 
+def _report(args: argparse.Namespace) -> None:
+    from pipeline.bandit import rewrite_bandit_outputs
+
+    rewrite_bandit_outputs(args.out)
+    print("Stochastic-D4RL tables: not built yet (issue 5)")
+
+
+def _all(args: argparse.Namespace) -> None:
+    _bandit(args)
+    print("Stochastic-D4RL pipeline: not built yet (issue 5); the bandit is done")
+
+
 def _not_built(stage: str, issue: str):
     def run(_: argparse.Namespace) -> None:
         raise UserError(f"'{stage}' is not built yet ({issue}); 'reproduce.py bandit' is")
@@ -70,12 +82,9 @@ STAGES = {
         "roll out trained policies and record episodes",
         _not_built("evaluate", "issue 5"),
     ),
-    "report": (
-        "write the leaderboards (CSV, LaTeX, Markdown, HTML)",
-        _not_built("report", "issue 5"),
-    ),
-    "figures": ("draw every figure from the records", _not_built("figures", "issue 5")),
-    "all": ("the bandit, then the Stochastic-D4RL pipeline", _not_built("all", "issue 5")),
+    "report": ("rewrite the leaderboards and figures from the records, no training", _report),
+    "figures": ("rewrite the leaderboards and figures from the records, no training", _report),
+    "all": ("the bandit, then the Stochastic-D4RL pipeline", _all),
 }
 
 

@@ -1,10 +1,11 @@
 """Benchmark of the exact 1-NN engine of ``eval.ood`` at the size of a D4RL medium-expert
 OOD check: 2,000,000 (state, action) rows x 23 features (HalfCheetah: 17 + 6), 50,000 queries.
 
-It times the chunked engine (torch backend; faiss ``IndexFlatL2`` too with ``--faiss``,
-checked against it) and, in the same run, exact baselines: scipy ``cdist`` one query at a
-time (the naive approach) and scipy ``cKDTree`` (``workers`` = threads), each on a subset of
-the queries and extrapolated linearly in the number of queries (cost is linear in it).
+It times the chunked engine (``--backends torch``; also ``auto``, which probes it against a
+k-d tree and runs the faster, and ``faiss``; all checked against the first) and, in the same
+run, exact baselines: scipy ``cdist`` one query at a time (the naive approach) and scipy
+``cKDTree`` (``workers`` = threads), each on a subset of the queries and extrapolated
+linearly in the number of queries (cost is linear in it).
 ``--engine-queries`` does the same for the engine when the full run would take too long.
 Data sets: ``trajectories`` (a smooth low-dimensional latent process mapped to 23 features
 plus noise, a stand-in for logged MuJoCo data) and ``gaussian`` (isotropic noise).
@@ -28,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.ood import _FaissEngine, _TorchEngine  # noqa: E402
+from eval.ood import _AutoEngine, _FaissEngine, _TorchEngine  # noqa: E402
 
 
 def trajectories(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -90,7 +91,8 @@ def run_engines(data, queries, args, total_queries: int) -> dict[str, float]:
     timed on a subset); checks the distances against each other when several engines run."""
     sub = queries[: args.engine_queries or len(queries)].astype(np.float64)
     scale = total_queries / len(sub)
-    engines = {"torch": _TorchEngine} | ({"faiss": _FaissEngine} if args.faiss else {})
+    classes = {"torch": _TorchEngine, "auto": _AutoEngine, "faiss": _FaissEngine}
+    engines = {name: classes[name] for name in args.backends}
     results, distances = {}, {}
     for name, cls in engines.items():
         engine, setup = timed(cls, data.astype(np.float64))
@@ -101,6 +103,7 @@ def run_engines(data, queries, args, total_queries: int) -> dict[str, float]:
         print(
             f"  engine {name}: set-up {setup:5.1f} s + search {search:7.1f} s{note} "
             f"-> {results[name]:7.1f} s"
+            + (f" (chose {engine.last_choice})" if name == "auto" else "")
         )
         del engine
     first = next(iter(distances.values()))
@@ -137,7 +140,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--data", nargs="+", default=["trajectories"], choices=["trajectories", "gaussian"]
     )
-    parser.add_argument("--faiss", action="store_true", help="also time faiss IndexFlatL2")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=["torch"],
+        choices=["torch", "auto", "faiss"],
+        help="engines of eval.ood to time (auto: probes torch vs k-d tree, runs the faster)",
+    )
     parser.add_argument(
         "--engine-queries",
         type=int,

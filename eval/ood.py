@@ -9,14 +9,15 @@ detector with kappa = 3, but does not publish its feature space, scaling or thre
 - the reference scale is the dataset's mean leave-one-out 1-NN distance in those units;
 - a query is OOD when its 1-NN distance to the dataset exceeds ``kappa`` times that scale.
 
-Distances are exact (brute force over chunked matrix products; see
-``nearest_neighbour_distance`` for the precise guarantee), so the rates do not depend on an
-approximate index.
+Distances are exact (brute force over chunked matrix products by default, or an exact k-d
+tree; see ``nearest_neighbour_distance`` for the backends and the precise guarantee), so the
+rates do not depend on an approximate index.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from typing import Literal
 
@@ -25,12 +26,15 @@ import torch
 
 from ramac.errors import UserError
 
-Backend = Literal["torch", "faiss"]
+Backend = Literal["torch", "kdtree", "auto", "faiss"]
+BACKENDS = ("torch", "kdtree", "auto", "faiss")
 Precision = Literal["mixed", "float64"]
 
 DEFAULT_CHUNK_BYTES = 256 * 2**20
 _QUERY_TILE = 2048  # preferred rows per query tile; more when the data is small
 _BLOCK_ELEMS = 2048 * 8192  # distance-block size that measured fastest (64 MiB in float32)
+_AUTO_MIN_QUERIES = 4096  # backend="auto" probes only searches at least this large ...
+_AUTO_PROBE = 256  # ... on this many queries
 
 
 # --------------------------------------------------------------------------- inputs
@@ -184,6 +188,86 @@ def _mask_self(block: torch.Tensor, selfs: torch.Tensor, x0: int, x1: int) -> No
         block[rows, selfs[rows] - x0] = math.inf
 
 
+def _pick_non_self(found: np.ndarray, self_index: np.ndarray | None) -> np.ndarray:
+    """From k = 2 neighbour indices per query, the first that is not the query itself
+    (at least one of two is not; an exact duplicate of the query counts as a neighbour)."""
+    if self_index is None:
+        return found[:, 0].astype(np.int64)
+    return np.where(found[:, 0] == self_index, found[:, 1], found[:, 0]).astype(np.int64)
+
+
+class _KDTreeEngine:
+    """Exact 1-NN with scipy's ``cKDTree`` in float64 (``workers`` = torch's thread count).
+
+    Fast when the data has a low intrinsic dimension (logged trajectories), very slow when it
+    has not; its memory (the tree, about the data's size again) is not bounded by
+    ``chunk_bytes``.
+    """
+
+    def __init__(self, data: np.ndarray) -> None:
+        from scipy.spatial import cKDTree
+
+        self.center = data.mean(axis=0)
+        self.x64 = data - self.center
+        self.tree = cKDTree(self.x64)
+
+    def search(
+        self, queries: np.ndarray, self_index: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        q64 = queries - self.center
+        k = 1 if self_index is None else 2
+        _, found = self.tree.query(q64, k=k, workers=torch.get_num_threads())
+        arg = _pick_non_self(np.asarray(found).reshape(len(q64), k), self_index)
+        dist = np.sqrt(((q64 - self.x64[arg]) ** 2).sum(axis=1))
+        return dist, arg
+
+
+class _AutoEngine:
+    """Chooses, per search, the faster of the chunked torch engine and the k-d tree.
+
+    Both are exact, so the choice changes only the time taken. For a search of at least
+    ``_AUTO_MIN_QUERIES`` queries it times the torch engine on a seeded probe of
+    ``_AUTO_PROBE`` queries, then the tree (built once, on first need) on 16 of them and, if
+    still competitive, on the whole probe, and runs the rest with the faster one. The tree
+    is probed on few queries first because it can be orders of magnitude slower (data of a
+    high intrinsic dimension, queries far from the data). Smaller searches use torch.
+    """
+
+    def __init__(self, data: np.ndarray, **torch_kwargs) -> None:
+        self.data = data
+        self.torch = _TorchEngine(data, **torch_kwargs)
+        self.kdtree: _KDTreeEngine | None = None
+        self.last_choice = "torch"
+
+    def search(
+        self, queries: np.ndarray, self_index: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        m = queries.shape[0]
+        self.last_choice = "torch"
+        if m >= _AUTO_MIN_QUERIES and self._tree_is_faster(queries, self_index):
+            self.last_choice = "kdtree"
+            return self.kdtree.search(queries, self_index)
+        return self.torch.search(queries, self_index)
+
+    def _tree_is_faster(self, queries: np.ndarray, self_index: np.ndarray | None) -> bool:
+        probe = np.random.default_rng(0).choice(len(queries), _AUTO_PROBE, replace=False)
+        sub_self = None if self_index is None else self_index[probe]
+        torch_cost = _seconds(self.torch.search, queries[probe], sub_self) / _AUTO_PROBE
+        if self.kdtree is None:
+            self.kdtree = _KDTreeEngine(self.data)
+        few = probe[:16]
+        few_self = None if self_index is None else self_index[few]
+        if _seconds(self.kdtree.search, queries[few], few_self) / few.size > torch_cost:
+            return False
+        return _seconds(self.kdtree.search, queries[probe], sub_self) / _AUTO_PROBE < torch_cost
+
+
+def _seconds(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
 class _FaissEngine:
     """Exact 1-NN with faiss ``IndexFlatL2`` (float32), winners recomputed in float64.
 
@@ -208,10 +292,7 @@ class _FaissEngine:
         q64 = queries - self.center
         k = 1 if self_index is None else 2
         _, found = self.index.search(np.ascontiguousarray(q64, dtype=np.float32), k)
-        arg = found[:, 0].astype(np.int64)
-        if self_index is not None:
-            # With k = 2 at least one of the two is not the query itself.
-            arg = np.where(found[:, 0] == self_index, found[:, 1], found[:, 0]).astype(np.int64)
+        arg = _pick_non_self(found, self_index)
         dist = np.sqrt(((q64 - self.x64[arg]) ** 2).sum(axis=1))
         return dist, arg
 
@@ -222,14 +303,19 @@ def _make_engine(
     chunk_bytes: int,
     precision: Precision,
     device: str | torch.device,
-) -> _TorchEngine | _FaissEngine:
+) -> _TorchEngine | _KDTreeEngine | _AutoEngine | _FaissEngine:
+    torch_kwargs = {"chunk_bytes": chunk_bytes, "precision": precision, "device": device}
     if backend == "torch":
-        return _TorchEngine(data, chunk_bytes=chunk_bytes, precision=precision, device=device)
+        return _TorchEngine(data, **torch_kwargs)
+    if backend == "kdtree":
+        return _KDTreeEngine(data)
+    if backend == "auto":
+        return _AutoEngine(data, **torch_kwargs)
     if backend == "faiss":
         if not _faiss_available():
             raise UserError("backend 'faiss' needs the faiss-cpu package (pip install faiss-cpu)")
         return _FaissEngine(data)
-    raise ValueError(f"backend must be 'torch' or 'faiss', got '{backend}'")
+    raise ValueError(f"backend must be one of {BACKENDS}, got '{backend}'")
 
 
 def _check_self_index(self_index: np.ndarray, n: int, m: int) -> np.ndarray:
@@ -270,6 +356,12 @@ def nearest_neighbour_distance(
     within float32 rounding, e = (d + 4) * 2^-24 * (R^2 + 2 |q| R) with R the largest
     centred data norm; the returned squared distance then exceeds the true one by at most
     2e. ``"float64"`` makes the pass in float64 (e with 2^-53; slower).
+
+    Backends, all exact: ``"torch"`` (the chunked engine above; ``device="cuda"`` runs it on
+    a GPU), ``"kdtree"`` (scipy ``cKDTree`` in float64: much faster on data of a low
+    intrinsic dimension such as logged trajectories, much slower on data that is not),
+    ``"auto"`` (times both on a probe of the queries and uses the faster), ``"faiss"``
+    (``IndexFlatL2``; needs faiss-cpu). Only ``"torch"`` keeps to ``chunk_bytes``.
     """
     x = _as_matrix(data, "data")
     q = _as_matrix(queries, "queries")

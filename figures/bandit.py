@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from ramac.agents.base import AGENTS, _load_all  # noqa: E402
 from ramac.envs.bandit import BanditSpec, make_dataset, mode_fractions  # noqa: E402
@@ -22,8 +23,8 @@ from ramac.io import atomic_savefig  # noqa: E402
 PANEL_POINTS = 2_000  # actions drawn per panel (pooled over seeds, then subsampled)
 
 
-def _pooled_actions(out: Path, algo: str, rng: np.random.Generator) -> np.ndarray:
-    files = sorted((out / "runs" / algo).glob("seed*/actions.npz"))
+def _pooled_actions(out: Path, runs: list[str], algo: str, rng: np.random.Generator) -> np.ndarray:
+    files = [out / "runs" / algo / run / "actions.npz" for run in runs]
     if not files:
         return np.zeros((0, 2))
     actions = np.concatenate([np.load(f)["actions"] for f in files])
@@ -43,8 +44,14 @@ def _style(ax: plt.Axes, spec: BanditSpec, title: str) -> None:
     ax.set_title(title, fontsize=9)
 
 
-def plot_bandit(out: Path, spec: BanditSpec, data_seed: int, algos: list[str]) -> list[Path]:
-    """Write ``bandit.png`` and ``bandit.pdf`` into ``out``; returns their paths."""
+def plot_bandit(
+    out: Path, spec: BanditSpec, data_seed: int, algos: list[str], summary: pd.DataFrame
+) -> list[Path]:
+    """Write ``bandit.png`` and ``bandit.pdf`` into ``out``; returns their paths.
+
+    Each method's panel pools the actions of the runs listed in ``summary`` (its ``run``
+    column names the run folders), so runs of other profiles in ``out`` are left out.
+    """
     _load_all()
     dataset, penalised = make_dataset(spec, data_seed)
     n_panels = len(algos) + 1
@@ -66,7 +73,8 @@ def plot_bandit(out: Path, spec: BanditSpec, data_seed: int, algos: list[str]) -
     for i, algo in enumerate(algos, start=1):
         ax = flat[i]
         ax.scatter(a[:, 0], a[:, 1], s=1, c="0.85", lw=0)
-        actions = _pooled_actions(out, algo, rng)
+        runs = summary.loc[summary["algo"] == algo, "run"].tolist()
+        actions = _pooled_actions(out, runs, algo, rng)
         name = AGENTS[algo].display_name
         if len(actions):
             ax.scatter(actions[:, 0], actions[:, 1], s=2, c="tab:red", alpha=0.5, lw=0)

@@ -24,7 +24,7 @@ from eval.bandit import evaluate_actions
 from eval.ood import OODDetector
 from pipeline.executors import run_jobs
 from ramac.agents.base import AGENTS, make_config
-from ramac.config import CONFIG_DIR, ROOT, build, read_yaml
+from ramac.config import CONFIG_DIR, ROOT, build, config_hash, read_yaml
 from ramac.envs.bandit import BanditSpec, make_dataset
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv, atomic_write_bytes, atomic_write_text
@@ -127,6 +127,7 @@ def _train_and_evaluate(job: BanditJob) -> dict[str, Any]:
         "dataset": "bandit",
         "algo": job.algo,
         "seed": job.seed,
+        "run": job.run_dir.name,
         "n_actions": len(actions),
         **metrics,
         "train_steps": job.steps,
@@ -148,28 +149,36 @@ def make_jobs(
     if budgets is None:
         raise UserError(f"{SUITE_FILE}: no profile '{profile}'")
     algos = algos or suite["algos"]
-    for algo in algos:
-        make_config(algo)  # unknown algorithm names fail here, before any work starts
     spec = build(BanditSpec, suite.get("bandit") or {}, f"{SUITE_FILE} [bandit]")
     eval_cfg = {**suite["eval"], "n_actions": budgets.get("n_actions", suite["eval"]["n_actions"])}
     n_seeds = seeds or budgets["seeds"]
     if n_seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {n_seeds}")
-    return [
-        BanditJob(
-            algo=algo,
-            seed=seed,
-            steps=budgets["steps"],
-            overrides=profile_overrides(algo, budgets.get("overrides") or {}),
-            run_dir=out / "runs" / algo / f"seed{seed}",
-            spec=spec,
-            data_seed=suite["data_seed"],
-            eval=eval_cfg,
-            profile=profile,
+    jobs = []
+    for algo in algos:
+        make_config(algo)  # unknown algorithm names fail here, before any work starts
+        overrides = profile_overrides(algo, budgets.get("overrides") or {})
+        resolved = dataclasses.asdict(make_config(algo, "bandit", overrides))
+        key = config_hash(
+            {"algo": resolved, "steps": budgets["steps"], "spec": dataclasses.asdict(spec)}
+            | {"eval": eval_cfg, "data_seed": suite["data_seed"]}
         )
-        for algo in algos
-        for seed in range(n_seeds)
-    ]
+        for seed in range(n_seeds):
+            run_dir = out / "runs" / algo / f"seed{seed}-{key}"
+            jobs.append(
+                BanditJob(
+                    algo=algo,
+                    seed=seed,
+                    steps=budgets["steps"],
+                    overrides=overrides,
+                    run_dir=run_dir,
+                    spec=spec,
+                    data_seed=suite["data_seed"],
+                    eval=eval_cfg,
+                    profile=profile,
+                )
+            )
+    return jobs
 
 
 def run_bandit(
@@ -200,4 +209,15 @@ def write_bandit_outputs(out: Path, summary: pd.DataFrame, suite: dict, algos: l
     algo_order = list(dict.fromkeys(algos))
     write_bandit_leaderboards(out, summary, suite["eval"], algo_order)
     spec = build(BanditSpec, suite.get("bandit") or {}, f"{SUITE_FILE} [bandit]")
-    plot_bandit(out, spec, suite["data_seed"], algo_order)
+    plot_bandit(out, spec, suite["data_seed"], algo_order, summary)
+
+
+def rewrite_bandit_outputs(out: Path | None = None) -> None:
+    """Regenerate the leaderboards and the figure from ``summary.csv``, without training."""
+    out = out or ROOT / "results" / "bandit"
+    path = out / "summary.csv"
+    if not path.exists():
+        raise UserError(f"{path}: no bandit records; run 'reproduce.py bandit' first")
+    summary = pd.read_csv(path)
+    write_bandit_outputs(out, summary, load_suite(), list(summary["algo"]))
+    print(f"bandit tables and figure rewritten from {path}")

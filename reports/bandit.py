@@ -50,14 +50,15 @@ def aggregate_bandit(summary: pd.DataFrame, reps: int, seed: int = 0) -> pd.Data
 def bandit_caption(n_seeds: int, n_actions: int, eval_cfg: dict[str, Any]) -> str:
     return (
         f"2-D risky bandit: {n_actions} actions sampled from each trained policy per seed, "
-        f"rewards drawn from the true reward model; mean over {n_seeds} seeds with a 95% "
+        f"rewards drawn from the true reward model; mean over {n_seeds} seed(s) with a 95% "
         f"stratified bootstrap interval across seeds in brackets. CVaR at alpha = "
         f"{eval_cfg['alpha']:g} over each seed's sampled rewards (the worst "
         f"{eval_cfg['cvar_rule']}(alpha n) rewards). Centre / Ring: share of actions in the safe "
         f"centre mode / on the risky ring. OOD: share of actions whose 1-NN distance to the "
         f"data exceeds kappa = {eval_cfg['kappa']:g} times the data's mean leave-one-out 1-NN "
         f"distance. Bold: best point estimate of the row (higher for mean, CVaR and centre; "
-        f"lower for ring and OOD); underlined: runner-up. Final checkpoint."
+        f"lower for ring and OOD); runner-up underlined (LaTeX), in italics (Markdown) or "
+        f"shaded (HTML). Final checkpoint."
     )
 
 

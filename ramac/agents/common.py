@@ -37,6 +37,19 @@ def check_choice(field: str, value: str, choices: Iterable[str]) -> None:
         raise UserError(f"config {field}: '{value}' is not one of {', '.join(choices)}")
 
 
+def target_actions(policy: Callable[[Tensor], Tensor], batch: Batch) -> Tensor:
+    """Target-policy actions at s' (no grad), skipped when no transition bootstraps.
+
+    With every transition terminal (the one-step bandit) the TD target is r + 0 * gamma * Z'
+    and a' is never used, so zeros stand in and the sampler's cost is saved; the result
+    is the same target.
+    """
+    if not bool(batch.not_done.any()):
+        return torch.zeros_like(batch.actions)
+    with torch.no_grad():
+        return policy(batch.next_obs)
+
+
 def make_iqn(obs_dim: int, act_dim: int, config) -> IQNEnsemble:
     """The IQN critic ensemble a config describes (n_critics, widths, activation)."""
     check_choice("critic_activation", config.critic_activation, ACTIVATIONS)

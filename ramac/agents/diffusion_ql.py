@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ramac.agents.base import Agent, register
-from ramac.agents.common import ema_tick, grad_step, no_param_grads, twin_q_update
+from ramac.agents.common import ema_tick, grad_step, no_param_grads, target_actions, twin_q_update
 from ramac.data.dataset import Batch
 from ramac.nets.common import polyak_update
 from ramac.nets.diffusion import DiffusionActor
@@ -87,8 +87,7 @@ class GenerativeQL(Agent):
     def update(self, batch: Batch) -> dict[str, float]:
         """Twin-Q TD step, then actor step, then EMA and target critics (Diffusion-QL order)."""
         c, b = self.config, self.batch_to_device(batch)
-        with torch.no_grad():
-            next_actions = self.ema_actor.sample(b.next_obs)
+        next_actions = target_actions(self.ema_actor.sample, b)
         logs = twin_q_update(
             self.critic,
             self.critic_target,

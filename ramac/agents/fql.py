@@ -18,7 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ramac.agents.base import Agent, register
-from ramac.agents.common import check_choice, grad_step, no_param_grads, twin_q_update
+from ramac.agents.common import (
+    check_choice,
+    grad_step,
+    no_param_grads,
+    target_actions,
+    twin_q_update,
+)
 from ramac.data.dataset import Batch
 from ramac.nets.common import polyak_update
 from ramac.nets.flow import FlowActor
@@ -92,8 +98,7 @@ class FQL(Agent):
     def update(self, batch: Batch) -> dict[str, float]:
         """Twin-Q TD step, then the flow + one-step actor step, then target critics."""
         c, b = self.config, self.batch_to_device(batch)
-        with torch.no_grad():
-            next_actions = self.one_step(b.next_obs, torch.randn_like(b.actions))
+        next_actions = target_actions(lambda s: self.one_step(s, torch.randn_like(b.actions)), b)
         logs = twin_q_update(
             self.critic,
             self.critic_target,

@@ -28,6 +28,7 @@ from ramac.agents.common import (
     make_iqn,
     no_param_grads,
     risk_quantiles,
+    target_actions,
 )
 from ramac.data.dataset import Batch
 from ramac.nets.common import polyak_update
@@ -143,8 +144,7 @@ class ORAAC(Agent):
         c, b = self.config, self.batch_to_device(batch)
         prior_loss = self.prior.loss(b.actions, b.obs)
         grad_step(self.optims["prior"], prior_loss, self.prior.parameters(), c.grad_norm)
-        with torch.no_grad():
-            next_actions = self.actor_target(b.next_obs, self.prior.sample(b.next_obs))
+        next_actions = target_actions(lambda s: self.actor_target(s, self.prior.sample(s)), b)
         logs = iqn_critic_update(
             self.critic,
             self.critic_target,

@@ -25,6 +25,7 @@ from ramac.agents.common import (
     no_param_grads,
     normalised_mean,
     risk_quantiles,
+    target_actions,
 )
 from ramac.data.dataset import Batch
 from ramac.nets.common import polyak_update
@@ -104,8 +105,7 @@ class RADAC(Agent):
     def update(self, batch: Batch) -> dict[str, float]:
         """Critic TD step, then actor step on the updated critics, then EMA and targets."""
         c, b = self.config, self.batch_to_device(batch)
-        with torch.no_grad():
-            next_actions = self.ema_actor.sample(b.next_obs)
+        next_actions = target_actions(self.ema_actor.sample, b)
         logs = iqn_critic_update(
             self.critic,
             self.critic_target,
