@@ -11,9 +11,8 @@ import torch
 from torch import Tensor
 
 from ramac.agents.base import Agent, register
-from ramac.agents.common import grad_step
+from ramac.agents.common import grad_step, make_actor
 from ramac.data.dataset import Batch
-from ramac.nets.diffusion import DiffusionActor
 
 
 @dataclass
@@ -38,9 +37,7 @@ class BC(Agent):
         c = config
         self.actor = self.add_net(
             "actor",
-            DiffusionActor(
-                obs_dim, act_dim, max_action, c.n_steps, c.actor_hidden, c.actor_layers, c.time_dim
-            ),
+            make_actor("diffusion", obs_dim, act_dim, max_action, c),
         )
         self.optims["actor"] = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
 

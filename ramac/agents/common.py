@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from ramac.data.dataset import Batch
 from ramac.errors import UserError
 from ramac.nets.common import polyak_update
+from ramac.nets.diffusion import DiffusionActor
+from ramac.nets.flow import FlowActor
 from ramac.nets.iqn import ACTIVATIONS, IQNEnsemble, quantile_huber_loss
 from ramac.nets.qnet import QEnsemble
 from ramac.risk import make_distortion, sample_levels
@@ -48,6 +50,14 @@ def target_actions(policy: Callable[[Tensor], Tensor], batch: Batch) -> Tensor:
         return torch.zeros_like(batch.actions)
     with torch.no_grad():
         return policy(batch.next_obs)
+
+
+def make_actor(kind: str, obs_dim: int, act_dim: int, max_action: float, config) -> nn.Module:
+    """The diffusion or flow actor a config describes (n_steps, actor_hidden, actor_layers,
+    time_dim): the two share one interface, so an agent swaps them by name."""
+    cls = {"diffusion": DiffusionActor, "flow": FlowActor}[kind]
+    c = config
+    return cls(obs_dim, act_dim, max_action, c.n_steps, c.actor_hidden, c.actor_layers, c.time_dim)
 
 
 def make_iqn(obs_dim: int, act_dim: int, config) -> IQNEnsemble:

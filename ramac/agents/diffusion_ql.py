@@ -16,10 +16,16 @@ import torch
 from torch import Tensor, nn
 
 from ramac.agents.base import Agent, register
-from ramac.agents.common import ema_tick, grad_step, no_param_grads, target_actions, twin_q_update
+from ramac.agents.common import (
+    ema_tick,
+    grad_step,
+    make_actor,
+    no_param_grads,
+    target_actions,
+    twin_q_update,
+)
 from ramac.data.dataset import Batch
 from ramac.nets.common import polyak_update
-from ramac.nets.diffusion import DiffusionActor
 from ramac.nets.qnet import QEnsemble
 
 
@@ -123,16 +129,7 @@ class DiffusionQL(GenerativeQL):
     """Diffusion-QL: the generative policy is a DDPM."""
 
     def _make_actor(self) -> nn.Module:
-        c = self.config
-        return DiffusionActor(
-            self.obs_dim,
-            self.act_dim,
-            self.max_action,
-            c.n_steps,
-            c.actor_hidden,
-            c.actor_layers,
-            c.time_dim,
-        )
+        return make_actor("diffusion", self.obs_dim, self.act_dim, self.max_action, self.config)
 
 
 register("diffusion_ql", DiffusionQLConfig, DiffusionQL, "Diffusion-QL")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ramac.agents.base import Agent, register
 from ramac.agents.common import (
@@ -21,6 +21,7 @@ from ramac.agents.common import (
     eta_at,
     grad_step,
     iqn_critic_update,
+    make_actor,
     make_iqn,
     no_param_grads,
     normalised_mean,
@@ -29,7 +30,6 @@ from ramac.agents.common import (
 )
 from ramac.data.dataset import Batch
 from ramac.nets.common import polyak_update
-from ramac.nets.diffusion import DiffusionActor
 
 
 @dataclass
@@ -74,28 +74,20 @@ class RADACConfig:
 class RADAC(Agent):
     """Diffusion actor + double IQN critic, maximising a distorted (CVaR) return."""
 
+    actor_kind = "diffusion"  # RAFMAC swaps in "flow"; everything else is shared
+
     def __init__(self, obs_dim: int, act_dim: int, max_action: float, config: RADACConfig) -> None:
         super().__init__(obs_dim, act_dim, max_action, config)
         c = config
         self.distortion = distortion_from(c.risk, c.risk_param)
-        self.actor = self.add_net("actor", self._make_actor())
+        self.actor = self.add_net(
+            "actor", make_actor(self.actor_kind, obs_dim, act_dim, max_action, c)
+        )
         self.critic = self.add_net("critic", make_iqn(obs_dim, act_dim, c))
         self.ema_actor = self.add_frozen("ema_actor", self.actor)
         self.critic_target = self.add_frozen("critic_target", self.critic)
         self.optims["actor"] = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor)
         self.optims["critic"] = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic)
-
-    def _make_actor(self) -> nn.Module:
-        c = self.config
-        return DiffusionActor(
-            self.obs_dim,
-            self.act_dim,
-            self.max_action,
-            c.n_steps,
-            c.actor_hidden,
-            c.actor_layers,
-            c.time_dim,
-        )
 
     def risk_term(self, obs: Tensor, actions: Tensor) -> Tensor:
         """The actor's objective: mean of min_e Z_e(s, a, tau~) over batch and levels."""

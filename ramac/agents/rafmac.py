@@ -15,11 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
 from ramac.agents.base import register
 from ramac.agents.radac import RADAC, RADACConfig
-from ramac.nets.flow import FlowActor
 
 
 @dataclass
@@ -48,17 +45,7 @@ class RAFMACConfig(RADACConfig):
 class RAFMAC(RADAC):
     """RADAC's losses and critics with a flow-matching actor."""
 
-    def _make_actor(self) -> nn.Module:
-        c = self.config
-        return FlowActor(
-            self.obs_dim,
-            self.act_dim,
-            self.max_action,
-            c.n_steps,
-            c.actor_hidden,
-            c.actor_layers,
-            c.time_dim,
-        )
+    actor_kind = "flow"
 
 
 register("rafmac", RAFMACConfig, RAFMAC, "RAFMAC")
