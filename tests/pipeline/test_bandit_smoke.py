@@ -37,8 +37,9 @@ def test_bandit_smoke_profile_writes_every_output(tmp_path):
         assert np.isfinite(summary[column]).all(), column
     assert (summary["cvar"] <= summary["mean_reward"] + 1e-9).all()
 
-    for algo in algos:
-        run = out / "runs" / algo / "seed0"
+    for algo, run_name in zip(summary["algo"], summary["run"], strict=True):
+        run = out / "runs" / algo / run_name
+        assert run_name.startswith("seed0-")  # seed plus the hash of the resolved config
         assert (run / "done").exists()
         config = yaml.safe_load((run / "config.yaml").read_text())
         assert config["seed"] == 0 and config["dataset"]["source"] == "bandit"
