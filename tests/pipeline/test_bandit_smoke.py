@@ -72,3 +72,10 @@ def test_user_errors_exit_2_with_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "unknown algorithm 'nope'" in proc.stderr
     proc = run_cli("train")
     assert proc.returncode == 2 and "not built yet" in proc.stderr
+
+
+def test_every_stage_has_help_and_make_reproduce_options_parse():
+    for stage in ("bandit", "data", "train", "evaluate", "report", "figures", "all"):
+        proc = run_cli(stage, "--help")
+        assert proc.returncode == 0 and "--profile" in proc.stdout, stage
+    assert "--data" in run_cli("all", "--help").stdout
