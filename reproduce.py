@@ -58,6 +58,7 @@ def _bandit(args: argparse.Namespace) -> None:
         out=args.out,
         workers=args.workers,
         algos=args.algos,
+        steps=args.steps,
     )
 
 
@@ -105,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         _add_common(p)
         p.add_argument("--algos", nargs="+", default=None, help="algorithms (default: the suite's)")
+        p.add_argument(
+            "--steps",
+            type=int,
+            default=None,
+            help="training updates per run (default: the profile's)",
+        )
         p.set_defaults(run=fn)
     return parser
 

@@ -142,12 +142,21 @@ def _train_and_evaluate(job: BanditJob) -> dict[str, Any]:
 
 
 def make_jobs(
-    suite: dict[str, Any], profile: str, seeds: int | None, out: Path, algos: list[str] | None
+    suite: dict[str, Any],
+    profile: str,
+    seeds: int | None,
+    out: Path,
+    algos: list[str] | None,
+    steps: int | None = None,
 ) -> list[BanditJob]:
-    """The job list of a profile: every algorithm x seed."""
+    """The job list of a profile: every algorithm x seed (``steps`` overrides the budget)."""
     budgets = (suite.get("profiles") or {}).get(profile)
     if budgets is None:
         raise UserError(f"{SUITE_FILE}: no profile '{profile}'")
+    if steps is not None:
+        if steps < 1:
+            raise UserError(f"--steps must be at least 1, got {steps}")
+        budgets = {**budgets, "steps": steps}
     algos = algos or suite["algos"]
     spec = build(BanditSpec, suite.get("bandit") or {}, f"{SUITE_FILE} [bandit]")
     eval_cfg = {**suite["eval"], "n_actions": budgets.get("n_actions", suite["eval"]["n_actions"])}
@@ -187,11 +196,12 @@ def run_bandit(
     out: Path | None = None,
     workers: int | None = None,
     algos: list[str] | None = None,
+    steps: int | None = None,
 ) -> pd.DataFrame:
     """Run (or finish) every bandit job, then write the summary, leaderboards and figure."""
     out = out or ROOT / "results" / "bandit"
     suite = load_suite()
-    jobs = make_jobs(suite, profile, seeds, out, algos)
+    jobs = make_jobs(suite, profile, seeds, out, algos, steps)
     start = time.perf_counter()
     rows = run_jobs(run_job, jobs, workers, desc="bandit runs")
     summary = pd.DataFrame(rows)
