@@ -47,7 +47,13 @@ import numpy as np
 from ramac.config import ROOT
 from ramac.data.behaviour import ENV_IDS, POLICY_DIR, GaussianTanhPolicy, load_policy
 from ramac.data.cards import dataset_card, format_card, write_card
-from ramac.data.d4rl import REF_SCORES, file_sha256, qlearning_dataset, read_d4rl_hdf5
+from ramac.data.d4rl import (
+    REF_SCORES,
+    file_sha256,
+    qlearning_dataset,
+    read_d4rl_hdf5,
+    to_offline_dataset,
+)
 from ramac.data.dataset import OfflineDataset, Provenance
 from ramac.envs.hazards import load_hazard
 from ramac.errors import UserError
@@ -461,15 +467,7 @@ def load_generated(
             "ref_score_source": "d4rl infos.py (gym-mujoco v2; evaluated on Gymnasium v5)",
         },
     )
-    return OfflineDataset(
-        observations=transitions["observations"],
-        actions=transitions["actions"],
-        rewards=transitions["rewards"],
-        next_observations=transitions["next_observations"],
-        terminals=transitions["terminals"],
-        timeouts=transitions["timeouts"],
-        provenance=provenance,
-    )
+    return to_offline_dataset(transitions, provenance)
 
 
 # ----------------------------------------------------------------------------- calibration
