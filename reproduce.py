@@ -36,7 +36,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--seeds", type=int, default=None, help="number of seeds (default: the profile's)"
     )
     p.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: results/<suite>)"
+        "--out", type=Path, default=None, help="output folder (default: results/<suite>/<profile>)"
     )
     p.add_argument(
         "--workers", type=int, default=None, help="parallel worker processes (default: CPUs)"
@@ -63,9 +63,9 @@ def _bandit(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from pipeline.bandit import rewrite_bandit_outputs
+    from pipeline.bandit import default_out, rewrite_bandit_outputs
 
-    rewrite_bandit_outputs(args.out)
+    rewrite_bandit_outputs(args.out or default_out(args.profile))
     print("Stochastic-D4RL tables: not built yet (issue 5)")
 
 

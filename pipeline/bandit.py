@@ -1,9 +1,10 @@
 """The 2-D risky bandit end to end: train every method x seed, evaluate, tabulate, plot.
 
-Writes under ``results/bandit/`` (or ``--out``):
-  runs/<algo>/seed<k>/  config.yaml, checkpoint.pt, train_log.csv, actions.npz, metrics.json, done
-  summary.csv           one row per method x seed
-  leaderboard.{csv,tex,md}, bandit.{png,pdf}
+Writes under ``results/bandit/<profile>/`` (or ``--out``):
+  runs/<algo>/seed<k>-<config hash>/  config.yaml, checkpoint.pt, train_log.csv, actions.npz,
+                                      metrics.json, done (written last)
+  summary.csv                         one row per method x seed
+  leaderboard.{csv,tex,md,html}, bandit.{png,pdf}
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ def run_bandit(
     steps: int | None = None,
 ) -> pd.DataFrame:
     """Run (or finish) every bandit job, then write the summary, leaderboards and figure."""
-    out = out or ROOT / "results" / "bandit"
+    out = out or default_out(profile)
     suite = load_suite()
     jobs = make_jobs(suite, profile, seeds, out, algos, steps)
     start = time.perf_counter()
@@ -222,9 +223,13 @@ def write_bandit_outputs(out: Path, summary: pd.DataFrame, suite: dict, algos: l
     plot_bandit(out, spec, suite["data_seed"], algo_order, summary)
 
 
-def rewrite_bandit_outputs(out: Path | None = None) -> None:
+def default_out(profile: str) -> Path:
+    """``results/bandit/<profile>``: each profile keeps its own tables and figure."""
+    return ROOT / "results" / "bandit" / profile
+
+
+def rewrite_bandit_outputs(out: Path) -> None:
     """Regenerate the leaderboards and the figure from ``summary.csv``, without training."""
-    out = out or ROOT / "results" / "bandit"
     path = out / "summary.csv"
     if not path.exists():
         raise UserError(f"{path}: no bandit records; run 'reproduce.py bandit' first")
