@@ -26,6 +26,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from ramac.errors import UserError
 
 PROFILES = ("smoke", "quick", "paper")
+TASKS = ("halfcheetah", "hopper", "walker2d")
+KINDS = ("medium", "medium-replay", "expert", "medium-expert")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -62,6 +64,18 @@ def _bandit(args: argparse.Namespace) -> None:
     )
 
 
+def _data(args: argparse.Namespace) -> None:
+    from ramac.data.generate import ensure_dataset
+
+    if args.data == "d4rl":
+        raise UserError(
+            "'data --data d4rl' is not built yet (issue 5): load files with ramac.data.d4rl"
+        )
+    for task in args.task:
+        for kind in args.kind:
+            ensure_dataset(task, kind, args.size, seed=0)
+
+
 def _report(args: argparse.Namespace) -> None:
     from pipeline.bandit import default_out, rewrite_bandit_outputs
 
@@ -83,7 +97,7 @@ def _not_built(stage: str, issue: str):
 
 STAGES = {
     "bandit": ("train, evaluate, tabulate and plot the 2-D risky bandit (paper Figure 3)", _bandit),
-    "data": ("generate or load the Stochastic-D4RL datasets", _not_built("data", "issue 4")),
+    "data": ("generate the Stochastic-D4RL datasets from the shipped behaviour policies", _data),
     "train": ("train every (algorithm, dataset, seed) of a suite", _not_built("train", "issue 5")),
     "evaluate": (
         "roll out trained policies and record episodes",
@@ -112,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="training updates per run (default: the profile's)",
         )
+        if name == "data":
+            p.add_argument("--task", nargs="+", default=list(TASKS), choices=TASKS)
+            p.add_argument(
+                "--kind", nargs="+", default=["medium-replay", "medium-expert"], choices=KINDS
+            )
+            p.add_argument("--size", type=int, default=None, help="rows (default: fits 2 cores)")
         p.set_defaults(run=fn)
     return parser
 

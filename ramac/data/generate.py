@@ -514,6 +514,25 @@ def calibrate_velocity_threshold(path: Path, high_visit: float = 0.5) -> dict[st
 # ----------------------------------------------------------------------------- command line
 
 
+def ensure_dataset(
+    task: str,
+    kind: Kind,
+    size: int | None = None,
+    seed: int = 0,
+    policy_dir: Path = POLICY_DIR,
+    out_path: Path | None = None,
+    n_envs: int = DEFAULT_N_ENVS,
+) -> Path:
+    """The generated dataset's path, generating it first unless it is already there."""
+    size = DEFAULT_SIZES[kind] if size is None else size
+    path = out_path or default_path(task, kind, size, seed)
+    if path.exists():
+        print(f"{path} exists; not regenerated (delete it to make it again)")
+    else:
+        generate_dataset(task, kind, size, seed, policy_dir, path, n_envs=n_envs)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m ramac.data.generate``: generate a dataset (and optionally calibrate)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -527,14 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", action="store_true", help="print a velocity threshold")
     args = parser.parse_args(argv)
     try:
-        size = DEFAULT_SIZES[args.kind] if args.size is None else args.size
-        path = args.out or default_path(args.task, args.kind, size, args.seed)
-        if path.exists():
-            print(f"{path} exists; not regenerated (delete it to make it again)")
-        else:
-            generate_dataset(
-                args.task, args.kind, size, args.seed, args.policy_dir, path, n_envs=args.n_envs
-            )
+        path = ensure_dataset(
+            args.task, args.kind, args.size, args.seed, args.policy_dir, args.out, args.n_envs
+        )
         if args.calibrate:
             print(json.dumps(calibrate_velocity_threshold(path), indent=2))
     except UserError as exc:

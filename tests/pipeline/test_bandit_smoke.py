@@ -79,3 +79,11 @@ def test_every_stage_has_help_and_make_reproduce_options_parse():
         proc = run_cli(stage, "--help")
         assert proc.returncode == 0 and "--profile" in proc.stdout, stage
     assert "--data" in run_cli("all", "--help").stdout
+
+
+def test_data_stage_choices_match_the_generator():
+    import reproduce
+    from ramac.data.behaviour import ENV_IDS
+    from ramac.data.generate import KINDS
+
+    assert reproduce.KINDS == tuple(KINDS) and reproduce.TASKS == tuple(ENV_IDS)
