@@ -24,7 +24,7 @@ import torch
 from eval.bandit import evaluate_actions
 from eval.ood import OODDetector
 from pipeline.executors import run_jobs
-from ramac.agents.base import AGENTS, make_config
+from ramac.agents.base import make_config
 from ramac.config import CONFIG_DIR, ROOT, build, config_hash, read_yaml
 from ramac.envs.bandit import BanditSpec, make_dataset
 from ramac.errors import UserError
@@ -52,6 +52,11 @@ class BanditJob:
     profile: str
 
 
+def bandit_spec(suite: dict[str, Any]) -> BanditSpec:
+    """The suite's bandit geometry and rewards (BanditSpec defaults for keys it omits)."""
+    return build(BanditSpec, suite.get("bandit") or {}, f"{SUITE_FILE} [bandit]")
+
+
 def load_suite(path: Path = SUITE_FILE) -> dict[str, Any]:
     """The bandit suite YAML, with unknown keys rejected."""
     suite = read_yaml(path)
@@ -62,8 +67,11 @@ def load_suite(path: Path = SUITE_FILE) -> dict[str, Any]:
 
 
 def profile_overrides(algo: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The profile's overrides that ``algo``'s config has (profiles speak to all algorithms)."""
-    names = {f.name for f in dataclasses.fields(AGENTS[algo].config_cls)}
+    """The profile's overrides that ``algo``'s config has (profiles speak to all algorithms).
+
+    An unknown algorithm name fails here, before any work starts.
+    """
+    names = {f.name for f in dataclasses.fields(make_config(algo))}
     return {k: v for k, v in overrides.items() if k in names}
 
 
@@ -159,14 +167,13 @@ def make_jobs(
             raise UserError(f"--steps must be at least 1, got {steps}")
         budgets = {**budgets, "steps": steps}
     algos = algos or suite["algos"]
-    spec = build(BanditSpec, suite.get("bandit") or {}, f"{SUITE_FILE} [bandit]")
+    spec = bandit_spec(suite)
     eval_cfg = {**suite["eval"], "n_actions": budgets.get("n_actions", suite["eval"]["n_actions"])}
     n_seeds = seeds or budgets["seeds"]
     if n_seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {n_seeds}")
     jobs = []
     for algo in algos:
-        make_config(algo)  # unknown algorithm names fail here, before any work starts
         overrides = profile_overrides(algo, budgets.get("overrides") or {})
         resolved = dataclasses.asdict(make_config(algo, "bandit", overrides))
         key = config_hash(
@@ -219,8 +226,7 @@ def write_bandit_outputs(out: Path, summary: pd.DataFrame, suite: dict, algos: l
 
     algo_order = list(dict.fromkeys(algos))
     write_bandit_leaderboards(out, summary, suite["eval"], algo_order)
-    spec = build(BanditSpec, suite.get("bandit") or {}, f"{SUITE_FILE} [bandit]")
-    plot_bandit(out, spec, suite["data_seed"], algo_order, summary)
+    plot_bandit(out, bandit_spec(suite), suite["data_seed"], algo_order, summary)
 
 
 def default_out(profile: str) -> Path:
