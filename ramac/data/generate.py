@@ -455,6 +455,7 @@ def load_generated(
         ref_min_score=low,
         ref_max_score=high,
         extra={
+            "config_key": f"{task}-{kind}-v2",  # takes its D4RL counterpart's hyperparameters
             "path": str(path),
             "seed": meta["seed"],
             "size": meta["size"],
@@ -473,17 +474,21 @@ def load_generated(
 # ----------------------------------------------------------------------------- calibration
 
 
-def calibrate_velocity_threshold(path: Path, high_visit: float = 0.5) -> dict[str, Any]:
+def calibrate_velocity_threshold(
+    path: Path, high_visit: float = 0.5, low_visit: float = 0.05
+) -> dict[str, Any]:
     """A velocity threshold for a generated medium-replay or medium-expert dataset.
 
-    Rule: the ``1 - high_visit`` quantile of ``|v|`` (v = the ramac-v2 spec's velocity
-    observation, ``obs[8]`` for HalfCheetah) over the next-states of
-    the dataset's higher-return part (medium-expert: the expert half; medium-replay: the
-    rollouts of the medium snapshot, the end of the history). With the default 0.5 that is
-    the higher-return behaviour's median speed, so it is in the hazard region about half the
-    time while slower behaviour rarely is, as D4RL's thresholds are placed (|v| > 10 near the
-    expert's speed, |v| > 5 near the medium policy's). Returns the threshold (2 decimals)
-    and the visit fraction of both parts, so the placement can be checked.
+    Rule: ``max(q_high, q_low)`` where ``q_high`` is the ``1 - high_visit`` quantile of
+    ``|v|`` (v = the ramac-v2 spec's velocity observation, ``obs[8]`` for HalfCheetah) over
+    the next-states of the dataset's higher-return part (medium-expert: the expert half;
+    medium-replay: the rollouts of the medium snapshot, the end of the history) and
+    ``q_low`` the ``1 - low_visit`` quantile over the rest. So the hazard region is entered
+    by the higher-return behaviour up to ``high_visit`` of the time (its median speed with
+    the default 0.5) and by the rest at most ``low_visit`` of the time, as D4RL's thresholds
+    are placed (|v| > 10 near the expert's speed, |v| > 5 near the medium policy's). On
+    medium-replay the slower policies overlap the medium one, so ``q_low`` decides there.
+    Returns the threshold (2 decimals) and the visit fraction of both parts.
     """
     meta = read_metadata(path)
     high_role = {"medium-expert": "expert", "medium-replay": "medium"}.get(meta["kind"])
@@ -500,11 +505,16 @@ def calibrate_velocity_threshold(path: Path, high_visit: float = 0.5) -> dict[st
         segment = f["infos/segment"][()]
     high_segments = [r["segment"] for r in meta["segments"] if r["role"] == high_role]
     is_high = np.isin(segment, high_segments)
-    threshold = round(float(np.quantile(speed[is_high], 1.0 - high_visit)), 2)
+    q_high = float(np.quantile(speed[is_high], 1.0 - high_visit))
+    q_low = float(np.quantile(speed[~is_high], 1.0 - low_visit))
+    threshold = round(max(q_high, q_low), 2)
     return {
         "dataset": f"{meta['task']}-{meta['kind']}",
         "threshold": threshold,
-        "rule": f"{1.0 - high_visit:g}-quantile of |obs[{obs_index}]| over the {high_role} part",
+        "rule": (
+            f"max({1.0 - high_visit:g}-quantile of |obs[{obs_index}]| over the {high_role} part "
+            f"= {q_high:.2f}, {1.0 - low_visit:g}-quantile over the rest = {q_low:.2f})"
+        ),
         "visit_fraction_high": round(float(np.mean(speed[is_high] > threshold)), 4),
         "visit_fraction_low": round(float(np.mean(speed[~is_high] > threshold)), 4),
         "snapshots": [r["file"] for r in meta["segments"]],

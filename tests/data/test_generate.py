@@ -168,20 +168,26 @@ def test_load_generated_round_trip_and_card(tmp_path, policy_dir):
     assert card["rows"] == 120 and card["episodes"] == 4
     fractions = card["hazard_state_fraction"]
     assert 0.0 <= fractions["ramac-v2/halfcheetah-medium-expert"] <= 1.0
-    assert fractions["ramac-v2-generated/halfcheetah-medium-expert"] == "uncalibrated"
+    assert 0.0 <= fractions["ramac-v2-generated/halfcheetah-medium-expert"] <= 1.0
     again = load_generated(
         "halfcheetah", "medium-expert", tmp_path, size=120, seed=1, policy_dir=policy_dir
     )  # the file exists now: read back, not regenerated
     np.testing.assert_array_equal(again.rewards, data.rewards)
 
 
-def test_calibrated_threshold_is_the_expert_median_speed(tmp_path, policy_dir):
+def test_calibrated_threshold_follows_the_rule(tmp_path, policy_dir):
     path = tiny(policy_dir, tmp_path / "me.hdf5", kind="medium-expert", size=400)
-    result = calibrate_velocity_threshold(path)
     data = read_all(path)
+    medium = np.abs(data["next_observations"][:200, 8])
     expert = np.abs(data["next_observations"][200:, 8])
-    assert result["threshold"] == round(float(np.median(expert)), 2)
-    assert result["visit_fraction_high"] == pytest.approx(0.5, abs=0.02)
+    result = calibrate_velocity_threshold(path)
+    expected = max(np.median(expert), np.quantile(medium, 0.95))
+    assert result["threshold"] == round(float(expected), 2)
+    assert result["visit_fraction_low"] <= 0.05 + 1e-9
+    # Without the cap on the slower part it is the expert's median speed.
+    loose = calibrate_velocity_threshold(path, low_visit=1.0)
+    assert loose["threshold"] == round(float(np.median(expert)), 2)
+    assert loose["visit_fraction_high"] == pytest.approx(0.5, abs=0.02)
     with pytest.raises(UserError, match="needs a medium-replay or medium-expert"):
         calibrate_velocity_threshold(tiny(policy_dir, tmp_path / "e.hdf5", kind="expert", size=40))
     hopper = tiny(policy_dir, tmp_path / "h.hdf5", task="hopper", kind="medium-expert", size=40)
