@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= quick
-SEEDS ?= 5
+SEEDS ?=
 DATA ?= generated
 
 .PHONY: help install test test-fast lint format bandit data reproduce tables figures bench clean
@@ -37,13 +37,13 @@ format: $(STAMP)  ## apply ruff's formatting and fixes
 	$(VENV)/bin/ruff check --fix .
 
 bandit: $(STAMP)  ## the 2-D risky bandit: every method x $(SEEDS) seeds, quick profile (~30 min on 2 CPUs)
-	$(PY) reproduce.py bandit --profile $(PROFILE) --seeds $(SEEDS)
+	$(PY) reproduce.py bandit --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS))
 
 data: $(STAMP)  ## generate the Stochastic-D4RL datasets from the shipped behaviour policies
 	$(PY) reproduce.py data --profile $(PROFILE)
 
 reproduce: $(STAMP)  ## the main job: the bandit, then Stochastic-D4RL (PROFILE=quick|paper, DATA=generated|d4rl)
-	$(PY) reproduce.py all --profile $(PROFILE) --seeds $(SEEDS) --data $(DATA)
+	$(PY) reproduce.py all --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS)) --data $(DATA)
 
 tables: $(STAMP)  ## regenerate every table from the records, without training
 	$(PY) reproduce.py report --profile $(PROFILE)

@@ -13,6 +13,7 @@ stage's files and writes its own, so any stage can be re-run alone, and finished
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -64,48 +65,112 @@ def _bandit(args: argparse.Namespace) -> None:
     )
 
 
+def _plan(args: argparse.Namespace, stages: tuple[str, ...]):
+    from pipeline.suite import make_plan
+
+    return make_plan(
+        args.profile,
+        args.data,
+        seeds=args.seeds,
+        out=args.out,
+        algos=args.algos,
+        datasets=args.tasks,
+        steps=args.steps,
+        stages=stages,
+        suite_file=args.suite,
+    )
+
+
+def _run_suite(args: argparse.Namespace, stages: tuple[str, ...]):
+    from pipeline.suite import run_plan
+
+    plan = _plan(args, stages)
+    run_plan(plan, args.workers, args.executor, args.ray_address)
+    return plan
+
+
 def _data(args: argparse.Namespace) -> None:
+    from pipeline.suite import prepare_data
+
+    if args.data == "d4rl" or args.task is None:
+        for spec in _plan(args, ("train", "evaluate")).data:
+            prepare_data(spec)
+        return
     from ramac.data.generate import ensure_dataset
 
-    if args.data == "d4rl":
-        raise UserError(
-            "'data --data d4rl' is not built yet (issue 5): load files with ramac.data.d4rl"
-        )
     for task in args.task:
         for kind in args.kind:
             ensure_dataset(task, kind, args.size, seed=0)
 
 
-def _report(args: argparse.Namespace) -> None:
-    from pipeline.bandit import default_out, rewrite_bandit_outputs
+def _train(args: argparse.Namespace) -> None:
+    _run_suite(args, ("train",))
 
-    rewrite_bandit_outputs(args.out or default_out(args.profile))
-    print("Stochastic-D4RL tables: not built yet (issue 5)")
+
+def _evaluate(args: argparse.Namespace) -> None:
+    _suite_reports(_run_suite(args, ("evaluate",)))
+
+
+def _suite_reports(plan) -> None:
+    from reports.suite import write_suite_reports
+
+    path = write_suite_reports(plan.out, plan.eval, plan.algos, plan.datasets)
+    print(f"Stochastic-D4RL tables, figures and report written: {path}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    """Rewrite every table and figure that has records, without training.
+
+    Without ``--out``: the profile's bandit and Stochastic-D4RL folders. With it: that folder
+    (a bandit or a suite folder) or, as ``all --out`` writes, its bandit/ and suite/ children.
+    """
+    from pipeline.bandit import default_out as bandit_out
+    from pipeline.bandit import rewrite_bandit_outputs
+
+    plan = _plan(args, ("evaluate",))
+    if args.out is None:
+        folders = [bandit_out(args.profile), plan.out]
+    else:
+        folders = [args.out, args.out / "bandit", args.out / "suite"]
+    found = [f for f in folders if (f / "summary.csv").exists()]
+    if not found:
+        where = " or ".join(str(f) for f in folders)
+        raise UserError(
+            f"no records in {where}; run 'reproduce.py all' (or bandit, train + "
+            f"evaluate) with --profile {args.profile} first"
+        )
+    for folder in found:
+        if _first_value(folder / "summary.csv", "suite") == "bandit":
+            rewrite_bandit_outputs(folder)
+        else:
+            _suite_reports(dataclasses.replace(plan, out=folder))
+
+
+def _first_value(path: Path, column: str) -> str:
+    """The first value of ``column`` in a CSV file."""
+    import pandas as pd
+
+    return str(pd.read_csv(path, usecols=[column], nrows=1)[column].iloc[0])
 
 
 def _all(args: argparse.Namespace) -> None:
-    _bandit(args)
-    print("Stochastic-D4RL pipeline: not built yet (issue 5); the bandit is done")
-
-
-def _not_built(stage: str, issue: str):
-    def run(_: argparse.Namespace) -> None:
-        raise UserError(f"'{stage}' is not built yet ({issue}); 'reproduce.py bandit' is")
-
-    return run
+    """The bandit, then the suite; ``--out DIR`` puts them in DIR/bandit and DIR/suite."""
+    bandit_out = args.out / "bandit" if args.out else None
+    _bandit(argparse.Namespace(**{**vars(args), "out": bandit_out, "algos": None, "steps": None}))
+    suite_out = args.out / "suite" if args.out else None
+    _suite_reports(
+        _run_suite(argparse.Namespace(**{**vars(args), "out": suite_out}), ("train", "evaluate"))
+    )
 
 
 STAGES = {
     "bandit": ("train, evaluate, tabulate and plot the 2-D risky bandit (paper Figure 3)", _bandit),
-    "data": ("generate the Stochastic-D4RL datasets from the shipped behaviour policies", _data),
-    "train": ("train every (algorithm, dataset, seed) of a suite", _not_built("train", "issue 5")),
-    "evaluate": (
-        "roll out trained policies and record episodes",
-        _not_built("evaluate", "issue 5"),
-    ),
-    "report": ("rewrite the leaderboards and figures from the records, no training", _report),
-    "figures": ("rewrite the leaderboards and figures from the records, no training", _report),
-    "all": ("the bandit, then the Stochastic-D4RL pipeline", _all),
+    "data": ("make (or check) the Stochastic-D4RL datasets of a suite", _data),
+    "train": ("train every (dataset, algorithm, seed) of a suite; resumes killed runs", _train),
+    "evaluate": ("roll out trained runs, record episodes and OOD rates, write tables", _evaluate),
+    "report": ("rewrite the leaderboards, figures and HTML report from the records", _report),
+    "figures": ("rewrite the leaderboards, figures and HTML report from the records", _report),
+    "all": ("the bandit, then Stochastic-D4RL: data, train, evaluate, report", _all),
 }
 
 
@@ -126,8 +191,35 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="training updates per run (default: the profile's)",
         )
+        p.add_argument(
+            "--tasks",
+            nargs="+",
+            default=None,
+            help="datasets (hopper-medium-expert) or tasks (hopper) (default: the suite's)",
+        )
+        p.add_argument(
+            "--suite",
+            type=Path,
+            default=None,
+            help="suite YAML (default: configs/suites/stochastic-d4rl.yaml)",
+        )
+        p.add_argument(
+            "--executor",
+            choices=("local", "ray"),
+            default="local",
+            help="local process pool (default) or a Ray cluster",
+        )
+        p.add_argument(
+            "--ray-address", default=None, help="Ray cluster address (default: start Ray locally)"
+        )
         if name == "data":
-            p.add_argument("--task", nargs="+", default=list(TASKS), choices=TASKS)
+            p.add_argument(
+                "--task",
+                nargs="+",
+                default=None,
+                choices=TASKS,
+                help="generate these tasks' datasets (default: every dataset of the suite)",
+            )
             p.add_argument(
                 "--kind", nargs="+", default=["medium-replay", "medium-expert"], choices=KINDS
             )

@@ -16,6 +16,7 @@ from ramac.envs.hazards import HazardSpec
 from ramac.envs.mujoco import make_vector_env
 
 Policy = Callable[[np.ndarray], np.ndarray]
+Visitor = Callable[[np.ndarray, np.ndarray], None]
 
 
 def run_episodes(
@@ -24,13 +25,16 @@ def run_episodes(
     hazard: HazardSpec | None,
     seeds: Sequence[int],
     max_episode_steps: int | None = None,
+    visit: Visitor | None = None,
 ) -> pd.DataFrame:
     """One episode per seed, all stepped together; returns one row per episode.
 
     Columns: episode (index into ``seeds``), env_seed, return, length, risky_steps,
     terminated, truncated. ``policy`` maps a batch of observations [n, obs_dim] to actions.
     A finished episode's sub-environment keeps being stepped (Gymnasium resets it) until
-    every episode is done, but nothing it does afterwards is recorded.
+    every episode is done, but nothing it does afterwards is recorded. ``visit(obs,
+    actions)``, when given, receives the (state, action) pairs of the episodes still
+    running at each step (for the OOD detector).
     """
     n = len(seeds)
     env = make_vector_env(task, hazard, n, list(seeds), max_episode_steps)
@@ -42,7 +46,10 @@ def run_episodes(
     truncated = np.zeros(n, dtype=bool)
     active = np.ones(n, dtype=bool)
     while active.any():
-        obs, reward, term, trunc, info = env.step(np.asarray(policy(obs), dtype=np.float32))
+        actions = np.asarray(policy(obs), dtype=np.float32)
+        if visit is not None:
+            visit(obs[active], actions[active])
+        obs, reward, term, trunc, info = env.step(actions)
         returns[active] += reward[active]
         lengths[active] += 1
         if "risky" in info:

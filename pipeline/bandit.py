@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +22,12 @@ import torch
 from eval.bandit import evaluate_actions
 from eval.ood import OODDetector
 from pipeline.executors import run_jobs
+from pipeline.runs import check_positive, load_suite, profile_budget, profile_overrides, run_once
 from ramac.agents.base import make_config
-from ramac.config import CONFIG_DIR, ROOT, build, config_hash, read_yaml
+from ramac.config import CONFIG_DIR, ROOT, build, config_hash
 from ramac.envs.bandit import BanditSpec, make_dataset
 from ramac.errors import UserError
-from ramac.io import atomic_to_csv, atomic_write_bytes, atomic_write_text
+from ramac.io import atomic_to_csv, atomic_write_bytes
 from ramac.records import package_versions, write_yaml
 from ramac.train import TrainSettings, train
 
@@ -57,35 +56,9 @@ def bandit_spec(suite: dict[str, Any]) -> BanditSpec:
     return build(BanditSpec, suite.get("bandit") or {}, f"{SUITE_FILE} [bandit]")
 
 
-def load_suite(path: Path = SUITE_FILE) -> dict[str, Any]:
-    """The bandit suite YAML, with unknown keys rejected."""
-    suite = read_yaml(path)
-    unknown = sorted(set(suite) - SUITE_KEYS)
-    if unknown:
-        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    return suite
-
-
-def profile_overrides(algo: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The profile's overrides that ``algo``'s config has (profiles speak to all algorithms).
-
-    An unknown algorithm name fails here, before any work starts.
-    """
-    names = {f.name for f in dataclasses.fields(make_config(algo))}
-    return {k: v for k, v in overrides.items() if k in names}
-
-
 def run_job(job: BanditJob) -> dict[str, Any]:
     """Train, evaluate and record one run; a run with a ``done`` file is read, not redone."""
-    done = job.run_dir / "done"
-    if done.exists():
-        return json.loads((job.run_dir / "metrics.json").read_text())
-    try:
-        return _train_and_evaluate(job)
-    except Exception:
-        job.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(job.run_dir / "error.txt", traceback.format_exc())
-        raise
+    return run_once(job.run_dir, lambda: _train_and_evaluate(job))
 
 
 def _train_and_evaluate(job: BanditJob) -> dict[str, Any]:
@@ -145,8 +118,6 @@ def _train_and_evaluate(job: BanditJob) -> dict[str, Any]:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, actions=actions, rewards=rewards)
     atomic_write_bytes(job.run_dir / "actions.npz", buffer.getvalue())
-    atomic_write_text(job.run_dir / "metrics.json", json.dumps(row, indent=1))
-    atomic_write_text(job.run_dir / "done", "")
     return row
 
 
@@ -159,19 +130,13 @@ def make_jobs(
     steps: int | None = None,
 ) -> list[BanditJob]:
     """The job list of a profile: every algorithm x seed (``steps`` overrides the budget)."""
-    budgets = (suite.get("profiles") or {}).get(profile)
-    if budgets is None:
-        raise UserError(f"{SUITE_FILE}: no profile '{profile}'")
+    budgets = profile_budget(suite, profile, SUITE_FILE)
     if steps is not None:
-        if steps < 1:
-            raise UserError(f"--steps must be at least 1, got {steps}")
-        budgets = {**budgets, "steps": steps}
+        budgets = {**budgets, "steps": check_positive("steps", steps)}
     algos = algos or suite["algos"]
     spec = bandit_spec(suite)
     eval_cfg = {**suite["eval"], "n_actions": budgets.get("n_actions", suite["eval"]["n_actions"])}
-    n_seeds = seeds or budgets["seeds"]
-    if n_seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {n_seeds}")
+    n_seeds = check_positive("seeds", seeds or budgets["seeds"])
     jobs = []
     for algo in algos:
         overrides = profile_overrides(algo, budgets.get("overrides") or {})
@@ -208,7 +173,7 @@ def run_bandit(
 ) -> pd.DataFrame:
     """Run (or finish) every bandit job, then write the summary, leaderboards and figure."""
     out = out or default_out(profile)
-    suite = load_suite()
+    suite = load_suite(SUITE_FILE, SUITE_KEYS)
     jobs = make_jobs(suite, profile, seeds, out, algos, steps)
     start = time.perf_counter()
     rows = run_jobs(run_job, jobs, workers, desc="bandit runs")
@@ -240,5 +205,5 @@ def rewrite_bandit_outputs(out: Path) -> None:
     if not path.exists():
         raise UserError(f"{path}: no bandit records; run 'reproduce.py bandit' first")
     summary = pd.read_csv(path)
-    write_bandit_outputs(out, summary, load_suite(), list(summary["algo"]))
+    write_bandit_outputs(out, summary, load_suite(SUITE_FILE, SUITE_KEYS), list(summary["algo"]))
     print(f"bandit tables and figure rewritten from {path}")

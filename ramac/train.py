@@ -36,6 +36,16 @@ class TrainSettings:
     checkpoint_every: int = 10_000
     log_every: int = 1_000
     progress: bool = True
+    keep_snapshots: bool = False  # also keep the agent of every checkpoint (for selection)
+
+
+SNAPSHOT_DIR = "snapshots"
+
+
+def _save_bytes(path: Path, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _save(run_dir: Path, agent: Any, sampler: BatchSampler, step: int, log: list[dict]) -> None:
@@ -46,9 +56,7 @@ def _save(run_dir: Path, agent: Any, sampler: BatchSampler, step: int, log: list
         "torch_rng": torch.get_rng_state(),
         "log": log,
     }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(run_dir / CHECKPOINT, buffer.getvalue())
+    _save_bytes(run_dir / CHECKPOINT, state)
     atomic_write_text(run_dir / TRAIN_LOG, pd.DataFrame(log).to_csv(index=False))
 
 
@@ -63,6 +71,15 @@ def _resume(run_dir: Path, agent: Any, sampler: BatchSampler) -> tuple[int, list
     return state["step"], state["log"]
 
 
+def hyperparameter_key(dataset: OfflineDataset) -> str:
+    """The name whose per-dataset overrides in ``configs/algos/*.yaml`` apply to ``dataset``.
+
+    A generated dataset stands in for its D4RL counterpart and takes that dataset's
+    hyperparameters (``extra["config_key"]``, e.g. ``hopper-medium-expert-v2``).
+    """
+    return dataset.provenance.extra.get("config_key", dataset.provenance.id)
+
+
 def build_agent(algo: str, dataset: OfflineDataset, seed: int, overrides: dict | None = None):
     """A freshly initialised agent for ``dataset``, with weights drawn from ``seed``."""
     torch.manual_seed(seed)
@@ -73,7 +90,7 @@ def build_agent(algo: str, dataset: OfflineDataset, seed: int, overrides: dict |
         dataset.obs_dim,
         dataset.act_dim,
         max_action,
-        dataset=dataset.provenance.id,
+        dataset=hyperparameter_key(dataset),
         overrides=overrides,
     )
 
@@ -112,6 +129,8 @@ def train(
         if step % settings.log_every == 0 or step == settings.steps:
             log.append({"step": step, "wall_seconds": time.perf_counter() - start_wall, **metrics})
         if step % settings.checkpoint_every == 0 or step == settings.steps:
+            if settings.keep_snapshots:
+                _save_bytes(run_dir / SNAPSHOT_DIR / f"step{step:08d}.pt", agent.state_dict())
             _save(run_dir, agent, sampler, step, log)
         if stop_after is not None and step >= stop_after:
             break

@@ -70,8 +70,10 @@ def test_user_errors_exit_2_with_one_line(tmp_path):
     proc = run_cli("bandit", "--profile", "smoke", "--algos", "nope", "--out", str(tmp_path))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown algorithm 'nope'" in proc.stderr
-    proc = run_cli("train")
-    assert proc.returncode == 2 and "not built yet" in proc.stderr
+    proc = run_cli("train", "--profile", "smoke", "--tasks", "nope", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "unknown dataset(s) nope" in proc.stderr
+    proc = run_cli("report", "--profile", "smoke", "--out", str(tmp_path / "empty"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: no records in")
 
 
 def test_every_stage_has_help_and_make_reproduce_options_parse():

@@ -1,0 +1,415 @@
+"""The Stochastic-D4RL benchmark: every algorithm x dataset x seed trained, evaluated, tabulated.
+
+Writes under ``results/stochastic-d4rl/<data>-<profile>/`` (or ``--out``):
+  runs/<dataset>/<algo>/seed<k>-<config hash>/  config.yaml, checkpoint.pt, train_log.csv,
+                                                episodes.csv, metrics.json, done (last)
+  episodes.csv, summary.csv, train_logs.csv     tidy records gathered from finished runs
+  leaderboard.*, ood.*, figures/*, report.html  written by ``reports.suite`` from the records
+
+Stages: ``data`` makes (or finds) every dataset in the main process first, so parallel
+workers never race to write one; ``train`` trains (resuming a killed run from its last
+checkpoint); ``evaluate`` rolls out the chosen checkpoint and records episodes and the OOD
+rate; ``all`` does both in one job per run. A run with a ``done`` file is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from eval.metrics import summarise_seeds
+from eval.ood import OODDetector
+from eval.rollout import run_episodes
+from pipeline.executors import run_jobs
+from pipeline.runs import (
+    DONE,
+    METRICS,
+    check_positive,
+    load_suite,
+    profile_budget,
+    profile_overrides,
+    run_once,
+)
+from ramac.agents.base import make_config
+from ramac.config import CONFIG_DIR, ROOT, config_hash
+from ramac.data.dataset import OfflineDataset
+from ramac.envs.hazards import HazardSpec, load_hazard, relabel
+from ramac.envs.mujoco import FULL_HORIZON, PAPER_HORIZONS, task_of
+from ramac.errors import UserError
+from ramac.io import atomic_to_csv
+from ramac.records import package_versions, write_yaml
+from ramac.train import CHECKPOINT, TRAIN_LOG, TrainSettings, load_trained, train
+
+SUITE = "stochastic-d4rl"
+SUITE_FILE = CONFIG_DIR / "suites" / f"{SUITE}.yaml"
+SUITE_KEYS = {"datasets", "algos", "hazards", "data_seed", "relabel_seed", "eval", "profiles"}
+SOURCES = ("generated", "d4rl")
+EVAL_SEED_BASE = 1_000_000  # episode e of training seed k runs on env seed BASE + 1000 k + e
+EPISODES = "episodes.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """One Stochastic-D4RL dataset: where its transitions come from and its hazard."""
+
+    source: str  # "generated" or "d4rl"
+    name: str  # e.g. "hopper-medium-expert"
+    size: int | None  # generated rows (None: the generator's default)
+    data_seed: int
+    hazard_set: str
+    relabel_seed: int
+
+    @property
+    def task(self) -> str:
+        return task_of(self.name)
+
+    @property
+    def kind(self) -> str:
+        return self.name.split("-", 1)[1]
+
+    @property
+    def config_key(self) -> str:
+        """The D4RL name whose hyperparameter overrides apply (``hopper-medium-expert-v2``)."""
+        return f"{self.name}-v2"
+
+    def hazard(self) -> HazardSpec:
+        return load_hazard(self.hazard_set, self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteJob:
+    """One (dataset, algorithm, seed) run with everything a worker process needs."""
+
+    data: DataSpec
+    algo: str
+    seed: int
+    steps: int
+    checkpoints: int
+    overrides: dict[str, Any]
+    run_dir: Path
+    eval: dict[str, Any]
+    profile: str
+    stages: tuple[str, ...] = ("train", "evaluate")
+
+    @property
+    def settings(self) -> TrainSettings:
+        every = max(1, self.steps // max(1, self.checkpoints))
+        return TrainSettings(
+            steps=self.steps,
+            seed=self.seed,
+            checkpoint_every=every,
+            log_every=max(1, min(every, self.steps // 100 or 1)),
+            progress=False,
+            keep_snapshots=self.eval["checkpoint"] == "best",
+        )
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def prepare_data(spec: DataSpec) -> None:
+    """Make the dataset's file when it is generated and missing (checks D4RL files exist)."""
+    if spec.source == "generated":
+        from ramac.data.generate import ensure_dataset
+
+        ensure_dataset(spec.task, spec.kind, spec.size, spec.data_seed)
+    else:
+        from ramac.data.d4rl import locate, resolve_info
+
+        locate(resolve_info(spec.config_key), allow_download=True)
+    spec.hazard()  # an uncalibrated or missing hazard fails here, before any training
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(spec: DataSpec) -> OfflineDataset:
+    """The relabelled dataset (cached per process: a worker's runs share one copy)."""
+    if spec.source == "generated":
+        from ramac.data.generate import load_generated
+
+        dataset = load_generated(spec.task, spec.kind, size=spec.size, seed=spec.data_seed)
+    else:
+        from ramac.data.d4rl import load_d4rl
+
+        dataset = load_d4rl(spec.config_key, download=False)
+    return relabel(dataset, spec.hazard(), seed=spec.relabel_seed)
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def run_job(job: SuiteJob) -> dict[str, Any]:
+    """Train and/or evaluate one run (per ``job.stages``); finished runs are read back."""
+    if job.stages == ("train",):
+        return _train(job)
+    return run_once(job.run_dir, lambda: _train_and_evaluate(job))
+
+
+def _train(job: SuiteJob) -> dict[str, Any]:
+    if (job.run_dir / DONE).exists():
+        return {"run": str(job.run_dir), "trained": True}
+    dataset = load_dataset(job.data)
+    _write_config(job, dataset)
+    train(job.algo, dataset, job.run_dir, job.settings, job.overrides)
+    return {"run": str(job.run_dir), "trained": True}
+
+
+def _train_and_evaluate(job: SuiteJob) -> dict[str, Any]:
+    dataset = load_dataset(job.data)
+    if "train" in job.stages:
+        _write_config(job, dataset)
+        train(job.algo, dataset, job.run_dir, job.settings, job.overrides)
+    elif not _trained(job):
+        raise UserError(f"{job.run_dir}: not trained to {job.steps} steps; run 'train' first")
+    return evaluate_run(job, dataset)
+
+
+def _trained(job: SuiteJob) -> bool:
+    path = job.run_dir / CHECKPOINT
+    return path.exists() and torch.load(path, weights_only=False)["step"] >= job.steps
+
+
+def _write_config(job: SuiteJob, dataset: OfflineDataset) -> None:
+    config = make_config(job.algo, job.data.config_key, job.overrides)
+    write_yaml(
+        job.run_dir / "config.yaml",
+        {
+            "suite": SUITE,
+            "dataset": job.data.name,
+            "algo": job.algo,
+            "seed": job.seed,
+            "profile": job.profile,
+            "steps": job.steps,
+            "checkpoint_every": job.settings.checkpoint_every,
+            "algo_config": dataclasses.asdict(config),
+            "eval": job.eval,
+            "data": dataclasses.asdict(job.data),
+            "provenance": dataset.provenance.to_dict(),
+            "versions": package_versions(),
+        },
+    )
+
+
+def horizon_steps(horizon: str | int, task: str) -> int:
+    """Episode length: ``paper`` (200 / 500), ``full`` (1000) or a number of steps."""
+    if horizon == "paper":
+        return PAPER_HORIZONS[task]
+    if horizon == "full":
+        return FULL_HORIZON
+    return int(horizon)
+
+
+def episode_seeds(seed: int, episodes: int) -> list[int]:
+    """The fixed, recorded environment seeds of a training seed's evaluation episodes."""
+    return [EVAL_SEED_BASE + 1000 * seed + e for e in range(episodes)]
+
+
+def rollout_agent(agent: Any, job: SuiteJob, horizon: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The run's evaluation episodes and every (state, action) pair the policy visited."""
+    seeds = episode_seeds(job.seed, job.eval["episodes"])
+    generator = torch.Generator().manual_seed(EVAL_SEED_BASE + job.seed)
+    pairs: list[np.ndarray] = []
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return agent.act(obs, generator).cpu().numpy()
+
+    def visit(obs: np.ndarray, actions: np.ndarray) -> None:
+        pairs.append(np.hstack([obs, actions]))
+
+    episodes = run_episodes(policy, job.data.task, job.data.hazard(), seeds, horizon, visit)
+    return episodes, np.concatenate(pairs)
+
+
+def _pick_checkpoint(job: SuiteJob, dataset: OfflineDataset, horizon: int):
+    """(agent, step, label): the final checkpoint, or the best snapshot on the eval env."""
+    agent, step = load_trained(job.algo, dataset, job.run_dir, job.overrides)
+    if job.eval["checkpoint"] == "final":
+        return agent, step, "final"
+    best = (-np.inf, step)
+    for path in sorted((job.run_dir / "snapshots").glob("step*.pt")):
+        agent.load_state_dict(torch.load(path, weights_only=False))
+        mean = rollout_agent(agent, job, horizon)[0]["return"].mean()
+        best = max(best, (mean, int(path.stem[4:])))
+    agent.load_state_dict(
+        torch.load(job.run_dir / "snapshots" / f"step{best[1]:08d}.pt", weights_only=False)
+    )
+    return agent, best[1], "best on the evaluation env (optimistic)"
+
+
+def evaluate_run(job: SuiteJob, dataset: OfflineDataset) -> dict[str, Any]:
+    """Roll out the run's checkpoint, write ``episodes.csv``; returns its metrics row."""
+    start = time.perf_counter()
+    horizon = horizon_steps(job.eval["horizon"], job.data.task)
+    agent, step, label = _pick_checkpoint(job, dataset, horizon)
+    episodes, pairs = rollout_agent(agent, job, horizon)
+    keys = {"suite": SUITE, "dataset": job.data.name, "algo": job.algo, "seed": job.seed}
+    episodes = episodes.assign(**keys, horizon=horizon, checkpoint_step=step)
+    atomic_to_csv(episodes, job.run_dir / EPISODES)
+
+    detector = OODDetector().fit(
+        np.hstack([dataset.observations, dataset.actions]),
+        loo_sample=job.eval["ood_loo_sample"],
+        seed=job.data.data_seed,
+    )
+    sweep = detector.sweep(pairs, job.eval["kappa_sweep"])
+    seed_row = summarise_seeds(episodes, job.eval["alpha"], job.eval["cvar_rule"]).iloc[0]
+    log = pd.read_csv(job.run_dir / TRAIN_LOG)
+    return {
+        **seed_row.to_dict(),
+        "run": job.run_dir.name,
+        "data_source": job.data.source,
+        "horizon": horizon,
+        "checkpoint": label,
+        "checkpoint_step": step,
+        "ood_rate": detector.ood_rate(pairs, job.eval["kappa"]),
+        "ood_kappa": job.eval["kappa"],
+        **{f"ood_rate_k{k:g}": rate for k, rate in sweep.items()},
+        "ood_pairs": len(pairs),
+        "train_steps": int(log["step"].iloc[-1]),
+        "train_seconds": round(float(log["wall_seconds"].iloc[-1]), 2),
+        "eval_seconds": round(time.perf_counter() - start, 2),
+        "dataset_sha256": dataset.provenance.sha256,
+    }
+
+
+# ----------------------------------------------------------------------------- job list
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A resolved suite invocation: the jobs, the datasets they need, where records go."""
+
+    jobs: list[SuiteJob]
+    data: list[DataSpec]
+    out: Path
+    eval: dict[str, Any]
+    algos: list[str]
+    datasets: list[str]
+
+
+def default_out(source: str, profile: str) -> Path:
+    return ROOT / "results" / SUITE / f"{source}-{profile}"
+
+
+def make_plan(
+    profile: str = "quick",
+    source: str = "generated",
+    *,
+    seeds: int | None = None,
+    out: Path | None = None,
+    algos: list[str] | None = None,
+    datasets: list[str] | None = None,
+    steps: int | None = None,
+    stages: tuple[str, ...] = ("train", "evaluate"),
+    suite_file: Path | None = None,
+) -> Plan:
+    """Every (dataset, algorithm, seed) job of a profile, with its run folder.
+
+    ``datasets`` may name tasks (``hopper``): each stands for all of its suite datasets.
+    """
+    suite_file = suite_file or SUITE_FILE
+    if source not in SOURCES:
+        raise UserError(f"unknown data source '{source}' (known: {', '.join(SOURCES)})")
+    suite = load_suite(suite_file, SUITE_KEYS)
+    budget = profile_budget(suite, profile, suite_file)
+    steps = check_positive("steps", steps or budget["steps"])
+    n_seeds = check_positive("seeds", seeds or budget["seeds"])
+    algos = list(algos or budget.get("algos") or suite["algos"])
+    names = _resolve_datasets(datasets or budget.get("datasets") or suite["datasets"], suite)
+    unknown = sorted(set(names) - set(suite["datasets"]))
+    if unknown:
+        raise UserError(f"unknown dataset(s) {', '.join(unknown)} (known: {suite['datasets']})")
+    eval_cfg = {**suite["eval"], **{k: budget[k] for k in ("episodes", "horizon") if k in budget}}
+    if eval_cfg["checkpoint"] not in ("final", "best"):
+        raise UserError(f"{suite_file}: eval.checkpoint must be 'final' or 'best'")
+    out = out or default_out(source, profile)
+    specs = [
+        DataSpec(
+            source=source,
+            name=name,
+            size=budget.get("data_size"),
+            data_seed=suite["data_seed"],
+            hazard_set=suite["hazards"][source],
+            relabel_seed=suite["relabel_seed"],
+        )
+        for name in names
+    ]
+    jobs = []
+    for spec in specs:
+        for algo in algos:
+            overrides = profile_overrides(algo, budget.get("overrides") or {})
+            resolved = dataclasses.asdict(make_config(algo, spec.config_key, overrides))
+            key = config_hash(
+                {"algo": resolved, "steps": steps, "data": dataclasses.asdict(spec)}
+                | {"eval": eval_cfg, "checkpoints": budget["checkpoints"]}
+            )
+            for seed in range(n_seeds):
+                jobs.append(
+                    SuiteJob(
+                        data=spec,
+                        algo=algo,
+                        seed=seed,
+                        steps=steps,
+                        checkpoints=budget["checkpoints"],
+                        overrides=overrides,
+                        run_dir=out / "runs" / spec.name / algo / f"seed{seed}-{key}",
+                        eval=eval_cfg,
+                        profile=profile,
+                        stages=stages,
+                    )
+                )
+    return Plan(jobs, specs, out, eval_cfg, algos, names)
+
+
+def _resolve_datasets(names: list[str], suite: dict[str, Any]) -> list[str]:
+    """Dataset names in the suite's order; a task name expands to its datasets."""
+    known = suite["datasets"]
+    picked = [d for d in known if d in names or d.split("-")[0] in names]
+    matched = set(picked) | {d.split("-")[0] for d in picked}
+    return picked + [n for n in names if n not in matched]
+
+
+def run_plan(
+    plan: Plan, workers: int | None = None, executor: str = "local", ray_address: str | None = None
+) -> list[dict[str, Any]]:
+    """Make the data, run every job (finished runs are skipped), gather the records."""
+    for spec in plan.data:
+        prepare_data(spec)
+    start = time.perf_counter()
+    rows = run_jobs(
+        run_job,
+        plan.jobs,
+        workers,
+        desc=f"{SUITE} runs",
+        executor=executor,
+        ray_address=ray_address,
+    )
+    print(f"{SUITE}: {len(plan.jobs)} runs in {time.perf_counter() - start:.0f} s -> {plan.out}")
+    if "evaluate" in plan.jobs[0].stages:
+        gather_records(plan)
+    return rows
+
+
+def gather_records(plan: Plan) -> None:
+    """``episodes.csv``, ``summary.csv`` and ``train_logs.csv`` at the top of ``plan.out``."""
+    finished = [job for job in plan.jobs if (job.run_dir / DONE).exists()]
+    if not finished:
+        raise UserError(f"{plan.out}: no finished runs to gather")
+    episodes = pd.concat([pd.read_csv(job.run_dir / EPISODES) for job in finished])
+    summary = pd.DataFrame([json.loads((job.run_dir / METRICS).read_text()) for job in finished])
+    logs = pd.concat(
+        pd.read_csv(job.run_dir / TRAIN_LOG).assign(
+            suite=SUITE, dataset=job.data.name, algo=job.algo, seed=job.seed
+        )
+        for job in finished
+    )
+    atomic_to_csv(episodes, plan.out / EPISODES)
+    atomic_to_csv(summary, plan.out / "summary.csv")
+    atomic_to_csv(logs, plan.out / "train_logs.csv")

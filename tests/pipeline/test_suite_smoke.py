@@ -1,0 +1,135 @@
+"""The Stochastic-D4RL smoke profile end to end, and a killed run resuming, as a user runs them."""
+
+import html.parser
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from pipeline.suite import episode_seeds, horizon_steps, make_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(data_dir: Path, *args: str, wait: bool = True):
+    command = [sys.executable, str(ROOT / "reproduce.py"), *args]
+    env = {**os.environ, "RAMAC_DATA_DIR": str(data_dir)}
+    if not wait:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def check_html(path: Path) -> str:
+    text = path.read_text()
+    html.parser.HTMLParser().feed(text)  # raises on nothing, but walks the whole page
+    assert text.count("<table") == text.count("</table>")
+    return text
+
+
+@pytest.mark.slow
+def test_smoke_profile_end_to_end(tmp_path):
+    out, data = tmp_path / "suite", tmp_path / "data"
+    smoke = ["--profile", "smoke", "--out", str(out)]
+    cli(data, "data", *smoke)
+    assert len(list((data / "generated").glob("hopper-medium-expert-*.hdf5"))) == 1
+    cli(data, "train", *smoke, "--workers", "2")
+    cli(data, "evaluate", *smoke, "--workers", "2")
+
+    episodes = pd.read_csv(out / "episodes.csv")
+    assert len(episodes) == 2 * 2 * 2  # algos x seeds x episodes
+    assert set(episodes["algo"]) == {"radac", "bc"} and set(episodes["seed"]) == {0, 1}
+    assert (episodes["length"] <= 25).all() and (episodes["horizon"] == 25).all()
+    assert sorted(set(episodes["env_seed"])) == episode_seeds(0, 2) + episode_seeds(1, 2)
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 4 and summary["ood_rate"].between(0, 1).all()
+    assert (summary["cvar"] <= summary["mean_return"] + 1e-9).all()
+    assert pd.read_csv(out / "train_logs.csv")["step"].max() == 20
+
+    run = out / "runs" / "hopper-medium-expert" / "radac" / summary["run"][0]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["provenance"]["source"] == "generated" and config["provenance"]["hazard"]
+    assert config["algo_config"]["batch_size"] == 32 and "torch" in config["versions"]
+
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert set(board["metric"]) == {"mean", "cvar"} and set(board["algo"]) == {"RADAC", "BC"}
+    assert set(pd.read_csv(out / "ood.csv")["metric"]) == {"ood_rate"}
+    for stem in ("leaderboard", "ood"):
+        tex = (out / f"{stem}.tex").read_text()
+        assert "\\toprule" in tex and "\\bottomrule" in tex and "\\caption{" in tex
+        assert "| Hopper-M-E |" in (out / f"{stem}.md").read_text()
+        check_html(out / f"{stem}.html")
+    for name in ("frontier", "ood", "learning_curves", "returns"):
+        assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (out / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+    report = check_html(out / "report.html")
+    assert report.count("data:image/png;base64,") == 4 and "2 seeds x 2 evaluation" in report
+
+    # `make tables` / `make figures`: rewritten from the records alone, same numbers.
+    (out / "leaderboard.csv").unlink()
+    cli(data, "report", *smoke)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "leaderboard.csv"), board)
+
+
+def _wait_for_checkpoint(run_root: Path, proc: subprocess.Popen) -> Path:
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        found = list(run_root.glob("**/checkpoint.pt"))
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint before the run ended: {proc.stderr.read()[-2000:]}")
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_same_final_metrics(tmp_path):
+    data = tmp_path / "data"
+    args = ["--profile", "smoke", "--algos", "radac", "--seeds", "1", "--steps", "600"]
+    args += ["--workers", "1"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    cli(data, "train", *args, "--out", str(straight))
+
+    proc = cli(data, "train", *args, "--out", str(killed), wait=False)
+    checkpoint = _wait_for_checkpoint(killed / "runs", proc)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up, as on a lost machine
+    proc.wait()
+    assert torch.load(checkpoint, weights_only=False)["step"] == 300  # killed mid-way
+    assert not (checkpoint.parent / "done").exists()
+
+    cli(data, "train", *args, "--out", str(killed))  # resumes from step 300
+    for out in (straight, killed):
+        cli(data, "evaluate", *args, "--out", str(out))
+    a = pd.read_csv(straight / "summary.csv")
+    b = pd.read_csv(killed / "summary.csv")
+    metrics = ["mean_return", "cvar", "ood_rate", "risky_rate", "train_steps"]
+    pd.testing.assert_frame_equal(a[metrics], b[metrics])
+    log = pd.read_csv(killed / "train_logs.csv")
+    assert log["step"].is_monotonic_increasing and log["step"].is_unique
+
+
+def test_plan_names_tasks_datasets_and_rejects_unknown_names(tmp_path):
+    plan = make_plan("smoke", datasets=["walker2d"], algos=["bc"], seeds=3, out=tmp_path)
+    assert plan.datasets == ["walker2d-medium-expert", "walker2d-medium-replay"]
+    assert [(j.data.name, j.seed) for j in plan.jobs][:3] == [
+        ("walker2d-medium-expert", s) for s in range(3)
+    ]
+    assert len({j.run_dir for j in plan.jobs}) == 6
+    assert plan.jobs[0].data.config_key == "walker2d-medium-expert-v2"
+    from ramac.errors import UserError
+
+    with pytest.raises(UserError, match="unknown dataset"):
+        make_plan("smoke", datasets=["ant-medium"])
+    with pytest.raises(UserError, match="unknown data source"):
+        make_plan("smoke", source="minari")
+    with pytest.raises(UserError, match="no profile"):
+        make_plan("huge")
+    assert horizon_steps("paper", "hopper") == 500 and horizon_steps("full", "hopper") == 1000
+    assert episode_seeds(2, 3) == [1_002_000, 1_002_001, 1_002_002]
