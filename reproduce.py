@@ -78,6 +78,7 @@ def _plan(args: argparse.Namespace, stages: tuple[str, ...]):
         steps=args.steps,
         stages=stages,
         suite_file=args.suite,
+        checkpoint=args.checkpoint,
     )
 
 
@@ -211,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--ray-address", default=None, help="Ray cluster address (default: start Ray locally)"
+        )
+        p.add_argument(
+            "--checkpoint",
+            choices=("final", "best"),
+            default=None,
+            help="checkpoint evaluated: final (default) or the best kept one on the evaluation "
+            "env (optimistic; every table says so)",
         )
         if name == "data":
             p.add_argument(

@@ -276,6 +276,8 @@ def evaluate_run(job: SuiteJob, dataset: OfflineDataset) -> dict[str, Any]:
         "train_seconds": round(float(log["wall_seconds"].iloc[-1]), 2),
         "eval_seconds": round(time.perf_counter() - start, 2),
         "dataset_sha256": dataset.provenance.sha256,
+        "ref_min_score": dataset.provenance.ref_min_score,
+        "ref_max_score": dataset.provenance.ref_max_score,
     }
 
 
@@ -309,6 +311,7 @@ def make_plan(
     steps: int | None = None,
     stages: tuple[str, ...] = ("train", "evaluate"),
     suite_file: Path | None = None,
+    checkpoint: str | None = None,
 ) -> Plan:
     """Every (dataset, algorithm, seed) job of a profile, with its run folder.
 
@@ -327,6 +330,7 @@ def make_plan(
     if unknown:
         raise UserError(f"unknown dataset(s) {', '.join(unknown)} (known: {suite['datasets']})")
     eval_cfg = {**suite["eval"], **{k: budget[k] for k in ("episodes", "horizon") if k in budget}}
+    eval_cfg["checkpoint"] = checkpoint or eval_cfg["checkpoint"]
     if eval_cfg["checkpoint"] not in ("final", "best"):
         raise UserError(f"{suite_file}: eval.checkpoint must be 'final' or 'best'")
     out = out or default_out(source, profile)

@@ -80,6 +80,15 @@ def hyperparameter_key(dataset: OfflineDataset) -> str:
     return dataset.provenance.extra.get("config_key", dataset.provenance.id)
 
 
+def _tensorboard(run_dir: Path):
+    """A TensorBoard writer beside the CSV log when ``tensorboard`` is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
 def build_agent(algo: str, dataset: OfflineDataset, seed: int, overrides: dict | None = None):
     """A freshly initialised agent for ``dataset``, with weights drawn from ``seed``."""
     torch.manual_seed(seed)
@@ -122,12 +131,16 @@ def train(
         disable=not settings.progress,
         mininterval=2.0,
     )
+    board = _tensorboard(run_dir) if step < settings.steps else None
     while step < settings.steps:
         metrics = agent.update(sampler.sample())
         step += 1
         bar.update(1)
         if step % settings.log_every == 0 or step == settings.steps:
             log.append({"step": step, "wall_seconds": time.perf_counter() - start_wall, **metrics})
+            if board is not None:
+                for name, value in metrics.items():
+                    board.add_scalar(name, value, step)
         if step % settings.checkpoint_every == 0 or step == settings.steps:
             if settings.keep_snapshots:
                 _save_bytes(run_dir / SNAPSHOT_DIR / f"step{step:08d}.pt", agent.state_dict())
@@ -135,6 +148,8 @@ def train(
         if stop_after is not None and step >= stop_after:
             break
     bar.close()
+    if board is not None:
+        board.close()
     if step >= settings.steps and not (run_dir / CHECKPOINT).exists():
         _save(run_dir, agent, sampler, step, log)
     return agent

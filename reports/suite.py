@@ -2,6 +2,8 @@
 
 Reads ``episodes.csv``, ``summary.csv`` and ``train_logs.csv`` (written by
 ``pipeline.suite.gather_records``) and writes, into the same folder:
+  aggregate.csv                  every across-seed number (mean, per-seed and pooled CVaR,
+                                 hazard rate, D4RL score for 1000-step episodes; intervals)
   leaderboard.{csv,tex,md,html}  paper Table 1 layout: dataset x {Mean, CVaR} rows
   ood.{csv,tex,md,html}          the OOD-rate table (kappa = 3, mean ± s.e. over seeds)
   figures/{frontier,ood,learning_curves,returns}.{png,pdf}
@@ -14,11 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from eval.metrics import aggregate, summarise_seeds
+from eval.metrics import aggregate, normalised_score, summarise_seeds
 from ramac.agents.base import AGENTS, _load_all
+from ramac.envs.mujoco import FULL_HORIZON
 from ramac.errors import UserError
+from ramac.io import atomic_to_csv
 from reports.html import write_report
 from reports.leaderboard import (
     caption_for,
@@ -29,7 +34,7 @@ from reports.leaderboard import (
     write_tables,
 )
 
-LEARNING_CURVE_METRIC = "critic_loss"
+LEARNING_CURVE_METRICS = ("critic_loss", "bc_loss")  # the first one logged is plotted
 
 
 def dataset_label(name: str) -> str:
@@ -56,6 +61,28 @@ def _order(values: pd.Series, preferred: list[str] | None) -> list[str]:
     return [v for v in preferred or present if v in present]
 
 
+def with_normalised_scores(agg: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """``agg`` plus ``normalised`` (and its interval): the D4RL score of the mean return.
+
+    Only for 1000-step episodes (the reference scores are for full episodes; RAMAC's 200 /
+    500-step returns stay raw): NaN otherwise. The score is an increasing linear map of the
+    return, so the interval maps over exactly.
+    """
+    refs = summary.groupby("dataset")[["ref_min_score", "ref_max_score", "horizon"]].first()
+    out = agg.copy()
+    for column in ("normalised", "normalised_low", "normalised_high"):
+        out[column] = np.nan
+    for dataset, (low, high, horizon) in refs.iterrows():
+        if horizon != FULL_HORIZON or not np.isfinite([low, high]).all():
+            continue
+        rows = out["dataset"] == dataset
+        for suffix in ("", "_low", "_high"):
+            out.loc[rows, f"normalised{suffix}"] = normalised_score(
+                out.loc[rows, f"mean{suffix}"].to_numpy(), low, high
+            )
+    return out
+
+
 def write_suite_reports(
     out: Path,
     eval_cfg: dict[str, Any],
@@ -74,12 +101,20 @@ def write_suite_reports(
     rows = {d: dataset_label(d) for d in datasets}
 
     seeds = summarise_seeds(episodes, alpha, rule)
-    agg = aggregate(seeds, episodes, alpha, rule, reps=eval_cfg["bootstrap_reps"])
+    agg = with_normalised_scores(
+        aggregate(seeds, episodes, alpha, rule, reps=eval_cfg["bootstrap_reps"]), summary
+    )
+    atomic_to_csv(agg, out / "aggregate.csv")
     checkpoint = "; ".join(sorted(set(summary["checkpoint"])))
     n_seeds, per_seed = int(agg["n_seeds"].min()), int(agg["episodes_per_seed"].min())
     caption = caption_for(n_seeds, per_seed, alpha, rule, checkpoint=checkpoint)
+    metrics = ("mean", "cvar", "normalised") if agg["normalised"].notna().all() else None
     main = leaderboard(
-        agg.assign(algo=agg["algo"].map(names)), rows=rows, algo_order=list(names.values())
+        agg.assign(algo=agg["algo"].map(names)),
+        rows=rows,
+        algo_order=list(names.values()),
+        metrics=metrics or ("mean", "cvar"),
+        metric_labels={"normalised": "D4RL score"},
     )
     write_tables(main, out, "leaderboard", caption=caption, label="tab:stochastic-d4rl")
 
@@ -92,13 +127,15 @@ def write_suite_reports(
     write_tables(ood, out, "ood", caption=ood_caption, label="tab:ood")
 
     fig_dir = out / "figures"
+    logged = [m for m in LEARNING_CURVE_METRICS if m in logs and logs[m].notna().any()]
+    curve_metric = logged[0] if logged else LEARNING_CURVE_METRICS[0]
     common = {"datasets": datasets, "algos": algos, "labels": names}
     ood_frame = summary.groupby(["dataset", "algo"], sort=False)["ood_rate"].mean().reset_index()
     figures = {
         "Risk-return frontier": plot_frontier(agg, fig_dir / "frontier", **common),
         "OOD action rate": plot_ood_bars(ood_frame, fig_dir / "ood", **common),
-        "Learning curves (critic loss)": plot_learning_curves(
-            logs, fig_dir / "learning_curves", LEARNING_CURVE_METRIC, **common
+        f"Learning curves ({curve_metric})": plot_learning_curves(
+            logs, fig_dir / "learning_curves", curve_metric, **common
         ),
         "Return distributions": plot_return_ecdfs(
             episodes, fig_dir / "returns", alpha=alpha, rule=rule, **common

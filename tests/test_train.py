@@ -36,3 +36,29 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, algo):
     log_b = pd.read_csv(tmp_path / "resumed" / TRAIN_LOG).drop(columns="wall_seconds")
     assert list(log_a["step"]) == [2, 4, 6, 8, 10, 12]
     pd.testing.assert_frame_equal(log_a, log_b)
+
+
+def test_tensorboard_gets_the_logged_metrics_when_installed(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    written = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            self.log_dir = log_dir
+
+        def add_scalar(self, name, value, step):
+            written.append((name, step))
+
+        def close(self):
+            written.append(("closed", None))
+
+    monkeypatch.setitem(
+        sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter)
+    )
+    dataset, _ = make_dataset(BanditSpec(n_samples=100), seed=0)
+    settings = TrainSettings(steps=4, seed=0, checkpoint_every=4, log_every=2, progress=False)
+    train("bc", dataset, tmp_path, settings, {"batch_size": 8, "actor_hidden": 8, "n_steps": 2})
+    assert ("bc_loss", 2) in written and ("bc_loss", 4) in written
+    assert written[-1] == ("closed", None)

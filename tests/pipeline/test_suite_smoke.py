@@ -133,3 +133,20 @@ def test_plan_names_tasks_datasets_and_rejects_unknown_names(tmp_path):
         make_plan("huge")
     assert horizon_steps("paper", "hopper") == 500 and horizon_steps("full", "hopper") == 1000
     assert episode_seeds(2, 3) == [1_002_000, 1_002_001, 1_002_002]
+
+
+@pytest.mark.slow
+def test_best_checkpoint_selection_is_labelled_optimistic(tmp_path):
+    out, data = tmp_path / "best", tmp_path / "data"
+    args = ["--profile", "smoke", "--algos", "bc", "--seeds", "1", "--out", str(out)]
+    cli(data, "train", *args, "--checkpoint", "best")
+    cli(data, "evaluate", *args, "--checkpoint", "best")
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["checkpoint"].iloc[0] == "best on the evaluation env (optimistic)"
+    assert summary["checkpoint_step"].iloc[0] in (10, 20)  # the smoke profile keeps 2
+    run = next((out / "runs").glob("*/bc/seed0-*"))
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == [
+        "step00000010.pt",
+        "step00000020.pt",
+    ]
+    assert "optimistic" in (out / "leaderboard.tex").read_text()
