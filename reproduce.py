@@ -39,7 +39,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--seeds", type=int, default=None, help="number of seeds (default: the profile's)"
     )
     p.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: results/<suite>/<profile>)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: results/bandit/<profile> for the bandit, "
+        "results/stochastic-d4rl/<data>-<profile> for the suite; 'all' and 'report': "
+        "DIR/bandit and DIR/suite)",
     )
     p.add_argument(
         "--workers", type=int, default=None, help="parallel worker processes (default: CPUs)"
@@ -62,6 +67,8 @@ def _bandit(args: argparse.Namespace) -> None:
         workers=args.workers,
         algos=args.algos,
         steps=args.steps,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
 
 

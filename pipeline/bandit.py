@@ -170,13 +170,15 @@ def run_bandit(
     workers: int | None = None,
     algos: list[str] | None = None,
     steps: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> pd.DataFrame:
     """Run (or finish) every bandit job, then write the summary, leaderboards and figure."""
     out = out or default_out(profile)
     suite = load_suite(SUITE_FILE, SUITE_KEYS)
     jobs = make_jobs(suite, profile, seeds, out, algos, steps)
     start = time.perf_counter()
-    rows = run_jobs(run_job, jobs, workers, desc="bandit runs")
+    rows = run_jobs(run_job, jobs, workers, "bandit runs", executor, ray_address)
     summary = pd.DataFrame(rows)
     atomic_to_csv(summary, out / "summary.csv")
     write_bandit_outputs(out, summary, suite, [j.algo for j in jobs])
