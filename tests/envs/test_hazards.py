@@ -271,8 +271,7 @@ def test_spec_set_errors(tmp_path):
         load_hazard("ramac-v2", "halfcheetah-medium-v2")
     with pytest.raises(UserError, match="unknown hazard spec set 'ramac-v9'"):
         load_hazard("ramac-v9", "hopper-medium-replay")
-    with pytest.raises(UserError, match="not calibrated yet"):
-        load_hazard("ramac-v2-generated", "halfcheetah-medium-expert")
+    assert load_hazard("ramac-v2-generated", "halfcheetah-medium-expert").threshold == 4.16
     path = tmp_path / "mine.yaml"
     path.write_text(
         "set: mine\nspecs:\n  hopper-medium:\n    kind: pitch\n    obs_index: 1\n"
@@ -284,6 +283,9 @@ def test_spec_set_errors(tmp_path):
         load_hazard(str(path), "hopper-medium")
     path.write_text(path.read_text().replace("    treshold: 3\n", ""))
     assert load_hazard(str(path), "hopper-medium").name == "mine/hopper-medium"
+    path.write_text(path.read_text().replace("kind: pitch", "kind: velocity\n    threshold: null"))
+    with pytest.raises(UserError, match="not calibrated yet"):
+        load_hazard(str(path), "hopper-medium")
     path.write_text("sett: mine\nspecs: {}\n")
     with pytest.raises(UserError, match="unknown top-level key"):
         load_hazard(str(path), "hopper-medium")
