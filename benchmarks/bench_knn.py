@@ -1,17 +1,20 @@
 """Benchmark of the exact 1-NN engine of ``eval.ood`` at the size of a D4RL medium-expert
 OOD check: 2,000,000 (state, action) rows x 23 features (HalfCheetah: 17 + 6), 50,000 queries.
 
-It times the chunked engine (``--backends torch``; also ``auto``, which probes it against a
-k-d tree and runs the faster, and ``faiss``; all checked against the first) and, in the same
-run, exact baselines: scipy ``cdist`` one query at a time (the naive approach) and scipy
-``cKDTree`` (``workers`` = threads), each on a subset of the queries and extrapolated
-linearly in the number of queries (cost is linear in it).
-``--engine-queries`` does the same for the engine when the full run would take too long.
+It times the engines of ``eval.ood`` (``--backends``: ``torch``, the chunked brute force;
+``cluster``, the exact search pruned by cluster bounds; ``auto``, which picks among cluster,
+torch and a k-d tree; ``faiss``; all checked against the first on the queries they share)
+and, in the same run, exact baselines: scipy ``cdist`` one query at a time (the naive
+approach) and scipy ``cKDTree`` (``workers`` = threads), each on a subset of the queries and
+extrapolated linearly in the number of queries (cost is linear in it).
+``--engine-queries`` does the same for the engines when the full run would take too long,
+except those named in ``--full-backends`` (default: cluster), which always run all queries.
 Data sets: ``trajectories`` (a smooth low-dimensional latent process mapped to 23 features
 plus noise, a stand-in for logged MuJoCo data) and ``gaussian`` (isotropic noise).
 
     python benchmarks/bench_knn.py                                  # full size
-    python benchmarks/bench_knn.py --engine-queries 2000            # full size, extrapolated
+    python benchmarks/bench_knn.py --backends cluster torch --engine-queries 2000
+                                        # full size: cluster measured, torch extrapolated
     python benchmarks/bench_knn.py --n 200000 --queries 5000 --data gaussian
 """
 
@@ -29,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.ood import _AutoEngine, _FaissEngine, _TorchEngine  # noqa: E402
+from eval.ood import _AutoEngine, _ClusterEngine, _FaissEngine, _TorchEngine  # noqa: E402
 
 
 def trajectories(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -88,29 +91,44 @@ def ckdtree_baseline(data: np.ndarray, queries: np.ndarray, workers: int):
 
 def run_engines(data, queries, args, total_queries: int) -> dict[str, float]:
     """Seconds per engine (set-up + search, the search extrapolated to ``total_queries`` when
-    timed on a subset); checks the distances against each other when several engines run."""
-    sub = queries[: args.engine_queries or len(queries)].astype(np.float64)
-    scale = total_queries / len(sub)
-    classes = {"torch": _TorchEngine, "auto": _AutoEngine, "faiss": _FaissEngine}
-    engines = {name: classes[name] for name in args.backends}
+    timed on a subset); checks the distances against the first engine's on shared queries."""
+    classes = {
+        "torch": _TorchEngine,
+        "cluster": _ClusterEngine,
+        "auto": _AutoEngine,
+        "faiss": _FaissEngine,
+    }
     results, distances = {}, {}
-    for name, cls in engines.items():
-        engine, setup = timed(cls, data.astype(np.float64))
+    for name in args.backends:
+        full = name in args.full_backends or not args.engine_queries
+        sub = queries[: len(queries) if full else args.engine_queries].astype(np.float64)
+        scale = total_queries / len(sub)
+        engine, setup = timed(classes[name], data.astype(np.float64))
         (dist, _), search = timed(engine.search, sub)
         distances[name] = dist
         results[name] = setup + search * scale
         note = f" on {len(sub):,} queries x{scale:.1f}" if scale > 1 else ""
         print(
             f"  engine {name}: set-up {setup:5.1f} s + search {search:7.1f} s{note} "
-            f"-> {results[name]:7.1f} s"
-            + (f" (chose {engine.last_choice})" if name == "auto" else "")
+            f"-> {results[name]:7.1f} s" + _engine_note(name, engine, sub)
         )
         del engine
-    first = next(iter(distances.values()))
+    first = next(iter(distances))
     for name, dist in list(distances.items())[1:]:
-        diff = np.abs(dist - first) / first.clip(1e-12)
-        print(f"  {name} vs {next(iter(distances))}: max relative difference {diff.max():.1e}")
+        k = min(len(dist), len(distances[first]))
+        ref = distances[first][:k]
+        diff = np.abs(dist[:k] - ref) / ref.clip(1e-12)
+        print(f"  {name} vs {first} on {k:,} queries: max relative difference {diff.max():.1e}")
     return results
+
+
+def _engine_note(name: str, engine, queries: np.ndarray) -> str:
+    if name == "auto":
+        return f" (chose {engine.last_choice})"
+    if name == "cluster":
+        share = engine.searched_fraction(queries[:2000])
+        return f" ({engine.n_clusters:,} clusters; searches {share:.2%} of brute force)"
+    return ""
 
 
 def run_baselines(data, queries, args, total_queries: int) -> dict[str, float]:
@@ -144,8 +162,14 @@ def main(argv: list[str] | None = None) -> None:
         "--backends",
         nargs="+",
         default=["torch"],
-        choices=["torch", "auto", "faiss"],
-        help="engines of eval.ood to time (auto: probes torch vs k-d tree, runs the faster)",
+        choices=["torch", "cluster", "auto", "faiss"],
+        help="engines of eval.ood to time (auto: picks among cluster, torch and k-d tree)",
+    )
+    parser.add_argument(
+        "--full-backends",
+        nargs="*",
+        default=["cluster"],
+        help="engines timed on all queries even with --engine-queries",
     )
     parser.add_argument(
         "--engine-queries",
@@ -171,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
         engines = run_engines(data, queries, args, args.queries)
         baselines = run_baselines(data, queries, args, args.queries)
         for name, secs in engines.items():
-            ratios = ", ".join(f"{b} / {name} = {s / secs:.1f}x" for b, s in baselines.items())
+            others = {**baselines, **{e: s for e, s in engines.items() if e != name}}
+            ratios = ", ".join(f"{b} / {name} = {s / secs:.1f}x" for b, s in others.items())
             target = " (target <= 60 s)" if (args.n, args.queries) == (2_000_000, 50_000) else ""
             print(f"  {name}: {secs:.1f} s for all {args.queries:,} queries{target}; {ratios}")
 

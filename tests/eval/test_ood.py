@@ -184,3 +184,194 @@ def test_auto_picks_the_tree_on_low_dimensional_data():
     assert engine.search(q[:10])[0].shape == (10,) and engine.last_choice == "torch"
     with pytest.raises(ValueError, match="backend"):
         nearest_neighbour_distance(x[:5], q[:5], backend="annoy")
+
+
+# --------------------------------------------------------------------------- cluster engine
+
+
+def brute_force(x, q, exclude=None):
+    """(distances, indices) of each query's nearest row by float64 cdist; ``exclude[i]``
+    (a row index) is skipped for query i."""
+    full = cdist(q, x)
+    if exclude is not None:
+        full[np.arange(len(q)), exclude] = np.inf
+    idx = full.argmin(axis=1)
+    return full[np.arange(len(q)), idx], idx
+
+
+def assert_nearest(dist, idx, x, q, exclude=None, same_rows=0.99):
+    """The documented guarantee: ``dist`` is the float64 distance to row ``idx`` (never the
+    excluded one), and that row is a nearest one up to ties within float32 rounding:
+    squared distance <= the true one + 2 (d + 4) 2^-24 (R^2 + 2 |q| R), centred norms.
+    At least ``same_rows`` of the rows are cdist's (ties aside, all of them)."""
+    expected, expected_idx = brute_force(x, q, exclude)
+    np.testing.assert_allclose(dist, np.linalg.norm(q - x[idx], axis=1), rtol=1e-12, atol=1e-12)
+    center = x.mean(axis=0)
+    r = np.linalg.norm(x - center, axis=1).max()
+    qn = np.linalg.norm(q - center, axis=1)
+    tie = 2 * (x.shape[1] + 4) * 2.0**-24 * (r**2 + 2 * qn * r)
+    assert np.all(dist >= expected * (1 - 1e-12))
+    assert np.all(dist**2 <= expected**2 * (1 + 1e-12) + tie)
+    assert np.mean(idx == expected_idx) >= same_rows
+    if exclude is not None:
+        assert not np.any(idx == exclude)
+
+
+def curves(n, dim, rng, noise=0.01):
+    """Rows on a few random smooth closed curves in ``dim`` dimensions plus noise: a small
+    stand-in for logged trajectories (low intrinsic dimension)."""
+    t = rng.uniform(0, 2 * np.pi, n)
+    which = rng.integers(0, 5, n)
+    freqs = np.arange(1, 4)
+    basis = np.concatenate([np.sin(np.outer(t, freqs)), np.cos(np.outer(t, freqs))], axis=1)
+    maps = rng.normal(size=(5, basis.shape[1], dim))
+    x = np.einsum("nk,nkd->nd", basis, maps[which])
+    return x + noise * rng.normal(size=(n, dim))
+
+
+def cluster_engine(x, **kwargs):
+    from eval.ood import _ClusterEngine
+
+    return _ClusterEngine(np.ascontiguousarray(x, dtype=np.float64), **kwargs)
+
+
+@pytest.mark.parametrize("n_clusters", [None, 7, 400])
+def test_cluster_engine_exact_on_gaussian_data(n_clusters):
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(3000, 8)) * [1, 2, 3, 4, 1, 1, 1, 1] + 20.0
+    q = np.vstack([rng.normal(size=(300, 8)) * 3 + 20.0, x[:50] + 1e-3])
+    dist, idx = cluster_engine(x, n_clusters=n_clusters).search(q)
+    assert_nearest(dist, idx, x, q)
+    assert dist.dtype == np.float64 and idx.dtype == np.int64
+
+
+def test_cluster_engine_matches_torch_engine_on_curves():
+    rng = np.random.default_rng(11)
+    x = curves(20000, 12, rng)
+    q = curves(2000, 12, rng)
+    q[::10] += 0.5 * rng.normal(size=(200, 12))  # some queries off the data
+    engine = cluster_engine(x)
+    dist, idx = engine.search(q)
+    assert_nearest(dist, idx, x, q)
+    ref_dist, ref_idx = _TorchEngine(x).search(q)
+    same = idx == ref_idx
+    assert same.mean() > 0.99  # the same float32 values; only exact ties may differ
+    np.testing.assert_array_equal(dist[same], ref_dist[same])  # same float64 recomputation
+    assert engine.searched_fraction(q) < 0.2  # the bound prunes on such data
+
+
+def test_cluster_engine_leave_one_out():
+    rng = np.random.default_rng(12)
+    x = curves(5000, 6, rng, noise=0.05)
+    points = rng.choice(len(x), 1500, replace=False)
+    engine = cluster_engine(x)
+    dist, idx = engine.search(x[points], points)
+    assert_nearest(dist, idx, x, x[points], exclude=points)
+    # the same through the public API, against the torch engine
+    got = nearest_neighbour_distance(x, x, exclude_self=True, backend="cluster")
+    ref = nearest_neighbour_distance(x, x, exclude_self=True, backend="torch")
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+
+
+def test_cluster_engine_duplicates_and_queries_on_data():
+    rng = np.random.default_rng(13)
+    base = rng.normal(size=(400, 3))
+    x = np.vstack([base, base[:100], base[:100], np.zeros((5, 3))])  # triplicates, 5 zeros
+    engine = cluster_engine(x, n_clusters=30)
+    dist, idx = engine.search(x)
+    np.testing.assert_array_equal(dist, 0.0)
+    np.testing.assert_array_equal(x[idx], x)
+    loo, loo_idx = engine.search(x, np.arange(len(x)))
+    assert_nearest(loo, loo_idx, x, x, exclude=np.arange(len(x)), same_rows=0)  # ties
+    assert np.all(loo[:100] == 0) and np.all(loo[400:] == 0)  # duplicates still count
+
+
+def test_cluster_engine_ties_on_a_grid():
+    d = nearest_neighbour_distance(
+        grid(size=30), grid(size=30), exclude_self=True, backend="cluster"
+    )
+    np.testing.assert_array_equal(d, 1.0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 40])
+def test_cluster_engine_tiny_data(n):
+    rng = np.random.default_rng(14)
+    x, q = rng.normal(size=(n, 4)), rng.normal(size=(25, 4))
+    for n_clusters in (None, 1, 3 * n):  # more clusters asked for than rows
+        engine = cluster_engine(x, n_clusters=n_clusters)
+        assert 1 <= engine.n_clusters <= n
+        assert_nearest(*engine.search(q), x, q)
+        if n >= 2:
+            own = np.arange(n)
+            assert_nearest(*engine.search(x, own), x, x, exclude=own)
+
+
+def test_cluster_engine_far_queries():
+    rng = np.random.default_rng(15)
+    x = curves(4000, 5, rng)
+    q = np.vstack([np.full((1, 5), 1e4), -np.full((1, 5), 1e3), rng.normal(size=(3, 5)) * 50])
+    dist, idx = cluster_engine(x).search(q)
+    assert_nearest(dist, idx, x, q)
+    np.testing.assert_array_equal(idx, brute_force(x, q)[1])
+
+
+def test_cluster_engine_options_and_threads():
+    rng = np.random.default_rng(16)
+    x, q = curves(3000, 7, rng), curves(200, 7, rng)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for kwargs in ({"precision": "float64"}, {"chunk_bytes": 4 * 50}, {"seed": 3}):
+            assert_nearest(*cluster_engine(x, **kwargs).search(q), x, q)
+            assert torch.get_num_threads() == 2  # the engine restores the caller's count
+    finally:
+        torch.set_num_threads(threads)
+    assert cluster_engine(x).search(q[:0])[0].shape == (0,)
+
+
+def test_detector_with_cluster_backend_matches_torch():
+    rng = np.random.default_rng(17)
+    x, q = curves(6000, 5, rng, noise=0.05), curves(500, 5, rng) * 1.3
+    torch_det = OODDetector(backend="torch").fit(x, loo_sample=2000)
+    cluster_det = OODDetector(backend="cluster").fit(x, loo_sample=2000)
+    assert cluster_det.ref_distance == pytest.approx(torch_det.ref_distance, rel=1e-6)
+    np.testing.assert_allclose(cluster_det.distances(q), torch_det.distances(q), rtol=1e-5)
+    assert cluster_det.state()["backend"] == "cluster"
+
+
+def test_auto_uses_the_cluster_engine_when_its_bound_prunes():
+    from eval import ood
+
+    rng = np.random.default_rng(18)
+    x = curves(ood._CLUSTER_MIN_N, 6, rng)
+    engine = ood._AutoEngine(x)
+    q = curves(ood._AUTO_MIN_QUERIES, 6, rng)
+    dist, _ = engine.search(q)
+    assert engine.last_choice == "cluster"
+    np.testing.assert_array_equal(dist[:300], _TorchEngine(x).search(q[:300])[0])
+    assert engine.search(q[:10])[0].shape == (10,) and engine.last_choice == "cluster"
+
+
+def test_auto_keeps_brute_force_on_isotropic_data():
+    from eval import ood
+
+    rng = np.random.default_rng(19)
+    x = rng.normal(size=(ood._CLUSTER_MIN_N, 16))
+    engine = ood._AutoEngine(x)
+    q = rng.normal(size=(ood._AUTO_MIN_QUERIES, 16))
+    dist, _ = engine.search(q)
+    assert engine.cluster.searched_fraction(q[:256]) > ood._CLUSTER_MAX_FRACTION  # ~1
+    assert engine.last_choice in ("torch", "kdtree")
+    np.testing.assert_allclose(dist[:100], cdist(q[:100], x).min(axis=1), rtol=1e-6)
+
+
+def test_default_backend_picks_by_size_without_timing():
+    from eval.ood import _ClusterEngine, _make_engine, _TorchEngine
+
+    rng = np.random.default_rng(0)
+    small = _make_engine(rng.normal(size=(1000, 3)), "by-size", 1 << 24, "mixed", "cpu")
+    large = _make_engine(rng.normal(size=(50_000, 3)), "by-size", 1 << 24, "mixed", "cpu")
+    assert isinstance(small, _TorchEngine) and isinstance(large, _ClusterEngine)
+    data, queries = rng.normal(size=(60_000, 3)), rng.normal(size=(50, 3))
+    expected = nearest_neighbour_distance(data, queries, backend="torch")
+    np.testing.assert_allclose(nearest_neighbour_distance(data, queries), expected, rtol=1e-12)
