@@ -153,19 +153,21 @@ def run_job(job: SuiteJob) -> dict[str, Any]:
 
 
 def _train(job: SuiteJob) -> dict[str, Any]:
-    if (job.run_dir / DONE).exists():
-        return {"run": str(job.run_dir), "trained": True}
-    dataset = load_dataset(job.data)
+    if not (job.run_dir / DONE).exists():
+        _train_run(job, load_dataset(job.data))
+    return {"run": str(job.run_dir), "trained": True}
+
+
+def _train_run(job: SuiteJob, dataset: OfflineDataset) -> None:
+    """Record the run's config, then train (resuming from its checkpoint when there is one)."""
     _write_config(job, dataset)
     train(job.algo, dataset, job.run_dir, job.settings, job.overrides)
-    return {"run": str(job.run_dir), "trained": True}
 
 
 def _train_and_evaluate(job: SuiteJob) -> dict[str, Any]:
     dataset = load_dataset(job.data)
     if "train" in job.stages:
-        _write_config(job, dataset)
-        train(job.algo, dataset, job.run_dir, job.settings, job.overrides)
+        _train_run(job, dataset)
     elif not _trained(job):
         raise UserError(f"{job.run_dir}: not trained to {job.steps} steps; run 'train' first")
     return evaluate_run(job, dataset)

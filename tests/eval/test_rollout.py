@@ -44,3 +44,18 @@ def test_batched_episodes_equal_separate_episodes():
     np.testing.assert_array_equal(batched["terminated"], expected["terminated"])
     assert (batched["terminated"] ^ batched["truncated"]).all()
     assert batched["risky_steps"].sum() > 0 and (batched["length"] <= 150).all()
+
+
+def test_policy_sees_only_running_episodes_and_visit_gets_every_pair():
+    batch_sizes, pairs = [], []
+
+    def policy(obs):
+        batch_sizes.append(len(obs))
+        return sway(obs)
+
+    episodes = run_episodes(
+        policy, "hopper", None, [3, 7, 11], max_episode_steps=60, visit=lambda o, a: pairs.append(a)
+    )
+    assert sum(batch_sizes) == episodes["length"].sum() == sum(len(a) for a in pairs)
+    assert batch_sizes == sorted(batch_sizes, reverse=True)  # finished episodes drop out
+    assert len(batch_sizes) == episodes["length"].max()
