@@ -150,3 +150,23 @@ def test_best_checkpoint_selection_is_labelled_optimistic(tmp_path):
         "step00000020.pt",
     ]
     assert "optimistic" in (out / "leaderboard.tex").read_text()
+
+
+@pytest.mark.slow
+def test_d4rl_files_run_through_the_same_pipeline(tmp_path, monkeypatch):
+    """``--data d4rl``: a D4RL-format file in $D4RL_DATASET_DIR (here a generated one, which has
+    D4RL's keys) is read, relabelled with RAMAC's own ramac-v2 hazard, trained and evaluated."""
+    data, d4rl_dir, out = tmp_path / "data", tmp_path / "d4rl", tmp_path / "out"
+    cli(data, "data", "--profile", "smoke", "--out", str(out))
+    d4rl_dir.mkdir()
+    generated = next((data / "generated").glob("hopper-medium-expert-*.hdf5"))
+    (d4rl_dir / "hopper_medium_expert-v2.hdf5").write_bytes(generated.read_bytes())
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(d4rl_dir))  # cli() passes os.environ on
+    args = ["--profile", "smoke", "--data", "d4rl", "--algos", "bc", "--seeds", "1"]
+    cli(data, "train", *args, "--out", str(out))
+    cli(data, "evaluate", *args, "--out", str(out))
+    run = next((out / "runs" / "hopper-medium-expert" / "bc").iterdir())
+    provenance = yaml.safe_load((run / "config.yaml").read_text())["provenance"]
+    assert (provenance["source"], provenance["id"]) == ("d4rl", "hopper-medium-expert-v2")
+    assert provenance["hazard"]["name"] == "ramac-v2/hopper-medium-expert"
+    assert pd.read_csv(out / "summary.csv")["data_source"].tolist() == ["d4rl"]
