@@ -13,11 +13,13 @@ Nothing here trains or rolls out a model, so ``make tables`` takes seconds.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from eval.metrics import aggregate, normalised_score, summarise_seeds
 from ramac.agents.base import AGENTS, _load_all
@@ -90,34 +92,62 @@ def write_suite_reports(
     datasets: list[str] | None = None,
 ) -> Path:
     """Every table and figure of a suite folder, then ``report.html``; returns its path."""
-    from figures.d4rl import plot_frontier, plot_learning_curves, plot_ood_bars, plot_return_ecdfs
-
     _load_all()
     episodes, summary, logs = read_records(out)
-    alpha, rule = eval_cfg["alpha"], eval_cfg["cvar_rule"]
     algos = _order(episodes["algo"], algos)
     datasets = _order(episodes["dataset"], datasets)
     names = {a: AGENTS[a].display_name for a in algos}
-    rows = {d: dataset_label(d) for d in datasets}
-
-    seeds = summarise_seeds(episodes, alpha, rule)
+    alpha, rule = eval_cfg["alpha"], eval_cfg["cvar_rule"]
     agg = with_normalised_scores(
-        aggregate(seeds, episodes, alpha, rule, reps=eval_cfg["bootstrap_reps"]), summary
+        aggregate(
+            summarise_seeds(episodes, alpha, rule),
+            episodes,
+            alpha,
+            rule,
+            reps=eval_cfg["bootstrap_reps"],
+        ),
+        summary,
     )
     atomic_to_csv(agg, out / "aggregate.csv")
+    sections = _write_tables(out, agg, summary, eval_cfg, names, datasets)
+    figures = _write_figures(
+        out / "figures",
+        agg,
+        summary,
+        logs,
+        episodes,
+        eval_cfg,
+        {"datasets": datasets, "algos": algos, "labels": names},
+    )
+    sections += [(title, paths[0]) for title, paths in figures.items()]
+    sections.append(("Records", records_html(out, summary)))
+    return write_report(out / "report.html", "ramac: Stochastic-D4RL", sections)
+
+
+def _write_tables(
+    out: Path,
+    agg: pd.DataFrame,
+    summary: pd.DataFrame,
+    eval_cfg: dict[str, Any],
+    names: dict[str, str],
+    datasets: list[str],
+) -> list[tuple[str, str]]:
+    """The leaderboard and the OOD table in every format; their HTML for the report."""
+    rows = {d: dataset_label(d) for d in datasets}
     checkpoint = "; ".join(sorted(set(summary["checkpoint"])))
     n_seeds, per_seed = int(agg["n_seeds"].min()), int(agg["episodes_per_seed"].min())
-    caption = caption_for(n_seeds, per_seed, alpha, rule, checkpoint=checkpoint)
-    metrics = ("mean", "cvar", "normalised") if agg["normalised"].notna().all() else None
+    caption = caption_for(
+        n_seeds, per_seed, eval_cfg["alpha"], eval_cfg["cvar_rule"], checkpoint=checkpoint
+    )
+    with_score = agg["normalised"].notna().all()
     main = leaderboard(
         agg.assign(algo=agg["algo"].map(names)),
         rows=rows,
         algo_order=list(names.values()),
-        metrics=metrics or ("mean", "cvar"),
+        metrics=("mean", "cvar", "normalised") if with_score else ("mean", "cvar"),
         metric_labels={"normalised": "D4RL score"},
     )
     write_tables(main, out, "leaderboard", caption=caption, label="tab:stochastic-d4rl")
-
     ood = ood_table(
         summary.assign(algo=summary["algo"].map(names)), rows=rows, algo_order=list(names.values())
     )
@@ -125,13 +155,29 @@ def write_suite_reports(
         int(summary.groupby("algo")["seed"].nunique().min()), eval_cfg["kappa"]
     )
     write_tables(ood, out, "ood", caption=ood_caption, label="tab:ood")
+    return [
+        ("Stochastic-D4RL leaderboard", to_html(main, caption)),
+        ("Out-of-distribution actions", to_html(ood, ood_caption)),
+    ]
 
-    fig_dir = out / "figures"
+
+def _write_figures(
+    fig_dir: Path,
+    agg: pd.DataFrame,
+    summary: pd.DataFrame,
+    logs: pd.DataFrame,
+    episodes: pd.DataFrame,
+    eval_cfg: dict[str, Any],
+    common: dict[str, Any],
+) -> dict[str, list[Path]]:
+    """The four figures (PNG + PDF each), by report heading."""
+    from figures.d4rl import plot_frontier, plot_learning_curves, plot_ood_bars, plot_return_ecdfs
+
     logged = [m for m in LEARNING_CURVE_METRICS if m in logs and logs[m].notna().any()]
     curve_metric = logged[0] if logged else LEARNING_CURVE_METRICS[0]
-    common = {"datasets": datasets, "algos": algos, "labels": names}
     ood_frame = summary.groupby(["dataset", "algo"], sort=False)["ood_rate"].mean().reset_index()
-    figures = {
+    alpha, rule = eval_cfg["alpha"], eval_cfg["cvar_rule"]
+    return {
         "Risk-return frontier": plot_frontier(agg, fig_dir / "frontier", **common),
         "OOD action rate": plot_ood_bars(ood_frame, fig_dir / "ood", **common),
         f"Learning curves ({curve_metric})": plot_learning_curves(
@@ -141,9 +187,24 @@ def write_suite_reports(
             episodes, fig_dir / "returns", alpha=alpha, rule=rule, **common
         ),
     }
-    sections = [
-        ("Stochastic-D4RL leaderboard", to_html(main, caption)),
-        ("Out-of-distribution actions", to_html(ood, ood_caption)),
-    ]
-    sections += [(title, paths[0]) for title, paths in figures.items()]
-    return write_report(out / "report.html", "ramac: Stochastic-D4RL", sections)
+
+
+def records_html(out: Path, summary: pd.DataFrame) -> str:
+    """Where the numbers come from: each dataset's source, hazard and sha256, the runs'
+    horizon and checkpoint, and the package versions of a run's ``config.yaml``."""
+    per_dataset = summary.groupby("dataset", sort=False).first()
+    rows = "".join(
+        f"<tr><td>{html.escape(d)}</td><td>{html.escape(str(r['data_source']))}</td>"
+        f"<td><code>{html.escape(str(r['dataset_sha256'])[:16])}</code></td>"
+        f"<td>{int(r['horizon'])}</td><td>{html.escape(str(r['checkpoint']))}</td></tr>"
+        for d, r in per_dataset.iterrows()
+    )
+    configs = sorted(out.glob("runs/*/*/*/config.yaml"))
+    versions = yaml.safe_load(configs[0].read_text())["versions"] if configs else {}
+    listed = ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in versions.items())
+    return (
+        '<table class="leaderboard"><thead><tr><th>Dataset</th><th>Source</th>'
+        "<th>sha256</th><th>Horizon</th><th>Checkpoint</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table><p>{len(summary)} runs; each run's config.yaml holds its "
+        f"resolved config, seed, hazard spec and dataset provenance. Versions: {listed}.</p>"
+    )
