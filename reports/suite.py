@@ -110,18 +110,17 @@ def write_suite_reports(
     )
     atomic_to_csv(agg, out / "aggregate.csv")
     sections = _write_tables(out, agg, summary, eval_cfg, names, datasets)
-    figures = _write_figures(
-        out / "figures",
-        agg,
-        summary,
-        logs,
-        episodes,
-        eval_cfg,
-        {"datasets": datasets, "algos": algos, "labels": names},
-    )
+    labelled = [_with_labels(frame) for frame in (agg, summary, logs, episodes)]
+    common = {"datasets": [dataset_label(d) for d in datasets], "algos": algos, "labels": names}
+    figures = _write_figures(out / "figures", *labelled, eval_cfg, common)
     sections += [(title, paths[0]) for title, paths in figures.items()]
     sections.append(("Records", records_html(out, summary)))
     return write_report(out / "report.html", "ramac: Stochastic-D4RL", sections)
+
+
+def _with_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the paper's dataset labels, so figure panels are titled like table rows."""
+    return frame.assign(dataset=frame["dataset"].map(dataset_label))
 
 
 def _write_tables(
