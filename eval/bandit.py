@@ -30,8 +30,6 @@ def evaluate_actions(
         "mean_reward": float(rewards.mean()),
         "cvar": cvar_estimate(rewards, alpha, rule),
         **mode_fractions(actions, spec),
-        "ood_rate": detector.ood_rate(actions, kappa),
+        **detector.rate_columns(actions, kappa, kappa_sweep),
     }
-    for k, rate in detector.sweep(actions, kappa_sweep).items():
-        metrics[f"ood_rate_k{k:g}"] = rate
     return metrics, rewards

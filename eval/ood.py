@@ -937,6 +937,20 @@ class OODDetector:
             for k in kappas
         }
 
+    def rate_columns(
+        self,
+        queries: np.ndarray | torch.Tensor,
+        kappa: float = 3.0,
+        kappa_sweep: Iterable[float] = (1, 3, 5, 10),
+    ) -> dict[str, float]:
+        """Record columns from one search: ``ood_rate`` at ``kappa`` and ``ood_rate_k<k>``
+        for each k of the sweep."""
+        kappa_sweep = [float(k) for k in kappa_sweep]
+        rates = self.sweep(queries, [float(kappa), *kappa_sweep])
+        return {"ood_rate": rates[float(kappa)]} | {
+            f"ood_rate_k{k:g}": rates[k] for k in kappa_sweep
+        }
+
     def state(self) -> dict:
         """The fitted numbers for records: mean, std, ref_distance, n, dim, loo_sample, ..."""
         if self._state is None:

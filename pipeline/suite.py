@@ -46,7 +46,7 @@ from ramac.envs.mujoco import FULL_HORIZON, PAPER_HORIZONS, task_of
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv
 from ramac.records import package_versions, write_yaml
-from ramac.train import CHECKPOINT, TRAIN_LOG, TrainSettings, load_trained, train
+from ramac.train import CHECKPOINT, SNAPSHOT_DIR, TRAIN_LOG, TrainSettings, load_trained, train
 
 SUITE = "stochastic-d4rl"
 SUITE_FILE = CONFIG_DIR / "suites" / f"{SUITE}.yaml"
@@ -168,14 +168,7 @@ def _train_and_evaluate(job: SuiteJob) -> dict[str, Any]:
     dataset = load_dataset(job.data)
     if "train" in job.stages:
         _train_run(job, dataset)
-    elif not _trained(job):
-        raise UserError(f"{job.run_dir}: not trained to {job.steps} steps; run 'train' first")
     return evaluate_run(job, dataset)
-
-
-def _trained(job: SuiteJob) -> bool:
-    path = job.run_dir / CHECKPOINT
-    return path.exists() and torch.load(path, weights_only=False)["step"] >= job.steps
 
 
 def _write_config(job: SuiteJob, dataset: OfflineDataset) -> None:
@@ -229,38 +222,50 @@ def rollout_agent(agent: Any, job: SuiteJob, horizon: int) -> tuple[pd.DataFrame
     return episodes, np.concatenate(pairs)
 
 
-def _pick_checkpoint(job: SuiteJob, dataset: OfflineDataset, horizon: int):
-    """(agent, step, label): the final checkpoint, or the best snapshot on the eval env."""
-    agent, step = load_trained(job.algo, dataset, job.run_dir, job.overrides)
-    if job.eval["checkpoint"] == "final":
-        return agent, step, "final"
-    best = (-np.inf, step)
-    for path in sorted((job.run_dir / "snapshots").glob("step*.pt")):
-        agent.load_state_dict(torch.load(path, weights_only=False))
-        mean = rollout_agent(agent, job, horizon)[0]["return"].mean()
-        best = max(best, (mean, int(path.stem[4:])))
-    agent.load_state_dict(
-        torch.load(job.run_dir / "snapshots" / f"step{best[1]:08d}.pt", weights_only=False)
+def _trained_agent(job: SuiteJob, dataset: OfflineDataset) -> tuple[Any, int]:
+    """The agent of the run's final checkpoint; one clear line when training is unfinished."""
+    trained = (job.run_dir / CHECKPOINT).exists()
+    agent, step = (
+        load_trained(job.algo, dataset, job.run_dir, job.overrides) if trained else (None, 0)
     )
-    return agent, best[1], "best on the evaluation env (optimistic)"
+    if step < job.steps:
+        raise UserError(f"{job.run_dir}: not trained to {job.steps} steps; run 'train' first")
+    return agent, step
+
+
+def _rollout_checkpoint(job: SuiteJob, dataset: OfflineDataset, horizon: int):
+    """(episodes, pairs, step, label) of the evaluated checkpoint: the final one, or the
+    best kept snapshot on the evaluation env (its own rollout is the one recorded)."""
+    agent, step = _trained_agent(job, dataset)
+    if job.eval["checkpoint"] == "final":
+        return *rollout_agent(agent, job, horizon), step, "final"
+    best = None
+    for path in sorted((job.run_dir / SNAPSHOT_DIR).glob("step*.pt")):
+        agent.load_state_dict(torch.load(path, weights_only=False))
+        episodes, pairs = rollout_agent(agent, job, horizon)
+        if best is None or episodes["return"].mean() >= best[0]["return"].mean():
+            best = (episodes, pairs, int(path.stem[4:]))
+    return *best, "best on the evaluation env (optimistic)"
+
+
+@functools.lru_cache(maxsize=2)
+def ood_detector(spec: DataSpec, loo_sample: int) -> OODDetector:
+    """The dataset's fitted OOD detector (cached per process: every run on it shares one)."""
+    dataset = load_dataset(spec)
+    states_actions = np.hstack([dataset.observations, dataset.actions])
+    return OODDetector().fit(states_actions, loo_sample=loo_sample, seed=spec.data_seed)
 
 
 def evaluate_run(job: SuiteJob, dataset: OfflineDataset) -> dict[str, Any]:
     """Roll out the run's checkpoint, write ``episodes.csv``; returns its metrics row."""
     start = time.perf_counter()
     horizon = horizon_steps(job.eval["horizon"], job.data.task)
-    agent, step, label = _pick_checkpoint(job, dataset, horizon)
-    episodes, pairs = rollout_agent(agent, job, horizon)
+    episodes, pairs, step, label = _rollout_checkpoint(job, dataset, horizon)
     keys = {"suite": SUITE, "dataset": job.data.name, "algo": job.algo, "seed": job.seed}
     episodes = episodes.assign(**keys, horizon=horizon, checkpoint_step=step)
     atomic_to_csv(episodes, job.run_dir / EPISODES)
 
-    detector = OODDetector().fit(
-        np.hstack([dataset.observations, dataset.actions]),
-        loo_sample=job.eval["ood_loo_sample"],
-        seed=job.data.data_seed,
-    )
-    sweep = detector.sweep(pairs, job.eval["kappa_sweep"])
+    detector = ood_detector(job.data, job.eval["ood_loo_sample"])
     seed_row = summarise_seeds(episodes, job.eval["alpha"], job.eval["cvar_rule"]).iloc[0]
     log = pd.read_csv(job.run_dir / TRAIN_LOG)
     return {
@@ -270,9 +275,8 @@ def evaluate_run(job: SuiteJob, dataset: OfflineDataset) -> dict[str, Any]:
         "horizon": horizon,
         "checkpoint": label,
         "checkpoint_step": step,
-        "ood_rate": detector.ood_rate(pairs, job.eval["kappa"]),
+        **detector.rate_columns(pairs, job.eval["kappa"], job.eval["kappa_sweep"]),
         "ood_kappa": job.eval["kappa"],
-        **{f"ood_rate_k{k:g}": rate for k, rate in sweep.items()},
         "ood_pairs": len(pairs),
         "train_steps": int(log["step"].iloc[-1]),
         "train_seconds": round(float(log["wall_seconds"].iloc[-1]), 2),

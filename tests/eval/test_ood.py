@@ -375,3 +375,16 @@ def test_default_backend_picks_by_size_without_timing():
     data, queries = rng.normal(size=(60_000, 3)), rng.normal(size=(50, 3))
     expected = nearest_neighbour_distance(data, queries, backend="torch")
     np.testing.assert_allclose(nearest_neighbour_distance(data, queries), expected, rtol=1e-12)
+
+
+def test_rate_columns_equal_separate_rate_and_sweep():
+    rng = np.random.default_rng(1)
+    detector = OODDetector().fit(rng.normal(size=(500, 3)))
+    queries = rng.normal(size=(200, 3)) * 2.0
+    columns = detector.rate_columns(queries, 3.0, [1, 5])
+    assert columns == {
+        "ood_rate": detector.ood_rate(queries, 3.0),
+        "ood_rate_k1": detector.sweep(queries, [1])[1.0],
+        "ood_rate_k5": detector.sweep(queries, [5])[5.0],
+    }
+    assert 0.0 < columns["ood_rate_k1"] and columns["ood_rate_k5"] <= columns["ood_rate"]
