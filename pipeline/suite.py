@@ -46,7 +46,15 @@ from ramac.envs.mujoco import FULL_HORIZON, PAPER_HORIZONS, task_of
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv
 from ramac.records import package_versions, write_yaml
-from ramac.train import CHECKPOINT, SNAPSHOT_DIR, TRAIN_LOG, TrainSettings, load_trained, train
+from ramac.train import (
+    CHECKPOINT,
+    SNAPSHOT_DIR,
+    TRAIN_LOG,
+    TrainSettings,
+    hyperparameter_key,
+    load_trained,
+    train,
+)
 
 SUITE = "stochastic-d4rl"
 SUITE_FILE = CONFIG_DIR / "suites" / f"{SUITE}.yaml"
@@ -172,7 +180,7 @@ def _train_and_evaluate(job: SuiteJob) -> dict[str, Any]:
 
 
 def _write_config(job: SuiteJob, dataset: OfflineDataset) -> None:
-    config = make_config(job.algo, job.data.config_key, job.overrides)
+    config = make_config(job.algo, hyperparameter_key(dataset), job.overrides)  # as train() does
     write_yaml(
         job.run_dir / "config.yaml",
         {
