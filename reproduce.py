@@ -93,7 +93,7 @@ def _run_suite(args: argparse.Namespace, stages: tuple[str, ...]):
     from pipeline.suite import run_plan
 
     plan = _plan(args, stages)
-    run_plan(plan, args.workers, args.executor, args.ray_address)
+    run_plan(plan, args.workers, args.executor, args.ray_address, not args.no_seed_stacks)
     return plan
 
 
@@ -219,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--ray-address", default=None, help="Ray cluster address (default: start Ray locally)"
+        )
+        p.add_argument(
+            "--no-seed-stacks",
+            action="store_true",
+            help="train every seed in a process of its own (default: the seeds of a dataset x "
+            "algorithm train together as one seed stack, ramac/seed_parallel.py)",
         )
         p.add_argument(
             "--checkpoint",

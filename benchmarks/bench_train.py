@@ -6,7 +6,7 @@ structure (ref: ramac-oraac-code.md §1): two separate critic modules, state and
 repeated N times before the critic MLP, each critic stepped by its own optimiser in a
 Python loop. Both use the correct quantile Huber loss, so only the speed differs.
 
-    python benchmarks/bench_train.py [--iters 20] [--threads 2]
+    python benchmarks/bench_train.py [--iters 10] [--rounds 5] [--threads 2]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import statistics
 import time
 
 import torch
@@ -24,6 +25,7 @@ from ramac.agents.base import make_agent
 from ramac.data.dataset import Batch
 from ramac.nets.diffusion import DiffusionActor
 from ramac.nets.iqn import quantile_huber_loss
+from ramac.runtime import keep_freed_memory
 
 OBS, ACT, N, BATCH, EMB, HIDDEN = 17, 6, 32, 256, 128, 256
 
@@ -99,28 +101,55 @@ def random_batch() -> Batch:
     )
 
 
-def its_per_second(update, iters: int) -> float:
-    batches = [random_batch() for _ in range(iters + 3)]
-    for b in batches[:3]:
-        update(b)  # warm-up
+def seconds_per_update(update, batches: list[Batch]) -> float:
     start = time.perf_counter()
-    for b in batches[3:]:
+    for b in batches:
         update(b)
-    return iters / (time.perf_counter() - start)
+    return (time.perf_counter() - start) / len(batches)
+
+
+def interleaved_its(updates: dict, iters: int, rounds: int) -> dict[str, float]:
+    """Median it/s of each update over ``rounds`` alternating blocks of ``iters`` updates.
+
+    Alternating the cases block by block exposes them to the same background load, so the
+    ratio holds up on a shared machine even when absolute figures drift.
+    """
+    batches = [random_batch() for _ in range(iters)]
+    for update in updates.values():
+        seconds_per_update(update, batches[:3])  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in updates}
+    for _ in range(rounds):
+        for name, update in updates.items():
+            times[name].append(seconds_per_update(update, batches))
+    return {name: 1.0 / statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--iters", type=int, default=10, help="updates per block")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating blocks per case")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="leave glibc's allocator as it is (training calls ramac.runtime.keep_freed_memory)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    allocator = "default allocator"
+    if not args.default_allocator and keep_freed_memory():
+        allocator = "freed memory kept (both cases)"
     torch.manual_seed(0)
     agent = make_agent("radac", OBS, ACT, 1.0, dataset="halfcheetah-medium-expert-v2")
     baseline = BaselineRADAC()
-    base = its_per_second(baseline.update, args.iters)
-    ours = its_per_second(agent.update, args.iters)
-    print(f"RADAC update, halfcheetah-ME config (N={N}, batch {BATCH}), {args.threads} threads")
+    rates = interleaved_its(
+        {"baseline": baseline.update, "ramac": agent.update}, args.iters, args.rounds
+    )
+    base, ours = rates["baseline"], rates["ramac"]
+    print(
+        f"RADAC update, halfcheetah-ME config (N={N}, batch {BATCH}), {args.threads} threads, "
+        + allocator
+    )
     print(f"  baseline (public-code style): {base:6.2f} it/s")
     print(f"  ramac:                        {ours:6.2f} it/s   ratio {ours / base:.2f}x")
 

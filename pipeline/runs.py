@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +72,17 @@ def run_once(run_dir: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any
     atomic_write_text(run_dir / METRICS, json.dumps(row, indent=1, default=str))
     atomic_write_text(run_dir / DONE, "")
     return row
+
+
+def seed_stacks(jobs: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Unfinished runs that differ only in their seed, grouped for one seed-stacked process.
+
+    Runs live in ``<...>/<algo>/seed<k>-<config hash>``: the same folder and hash means the
+    same algorithm, data and budget. Groups of one are left to the ordinary jobs.
+    """
+    groups: dict[tuple[Path, str], list[Any]] = {}
+    for job in jobs:
+        if not (job.run_dir / DONE).exists():
+            key = (job.run_dir.parent, job.run_dir.name.split("-", 1)[-1])
+            groups.setdefault(key, []).append(job)
+    return [tuple(group) for group in groups.values() if len(group) > 1]

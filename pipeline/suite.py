@@ -37,6 +37,7 @@ from pipeline.runs import (
     profile_budget,
     profile_overrides,
     run_once,
+    seed_stacks,
 )
 from ramac.agents.base import make_config
 from ramac.config import CONFIG_DIR, ROOT, config_hash
@@ -54,6 +55,7 @@ from ramac.train import (
     hyperparameter_key,
     load_trained,
     train,
+    train_seeds,
 )
 
 SUITE = "stochastic-d4rl"
@@ -168,8 +170,19 @@ def _train(job: SuiteJob) -> dict[str, Any]:
 
 def _train_run(job: SuiteJob, dataset: OfflineDataset) -> None:
     """Record the run's config, then train (resuming from its checkpoint when there is one)."""
-    _write_config(job, dataset)
+    _write_config(job, dataset, stack=[job.seed])
     train(job.algo, dataset, job.run_dir, job.settings, job.overrides)
+
+
+def train_stack(jobs: tuple[SuiteJob, ...]) -> dict[str, Any]:
+    """Train runs that differ only in seed as one seed stack (``ramac.seed_parallel``)."""
+    first, dataset = jobs[0], load_dataset(jobs[0].data)
+    seeds = [job.seed for job in jobs]
+    for job in jobs:
+        _write_config(job, dataset, stack=seeds)
+    dirs, settings = [job.run_dir for job in jobs], [job.settings for job in jobs]
+    train_seeds(first.algo, dataset, dirs, settings, first.overrides)
+    return {"runs": [str(d) for d in dirs], "trained": True}
 
 
 def _train_and_evaluate(job: SuiteJob) -> dict[str, Any]:
@@ -179,7 +192,14 @@ def _train_and_evaluate(job: SuiteJob) -> dict[str, Any]:
     return evaluate_run(job, dataset)
 
 
-def _write_config(job: SuiteJob, dataset: OfflineDataset) -> None:
+def _write_config(job: SuiteJob, dataset: OfflineDataset, stack: list[int]) -> None:
+    """``config.yaml``, written when the run starts and kept (a resumed run finds it there).
+
+    ``trained_with_seeds`` records the seed stack the run was trained in: its update noise
+    is drawn with those seeds' (``ramac.seed_parallel``), so a rerun repeats it exactly.
+    """
+    if (job.run_dir / "config.yaml").exists():
+        return
     config = make_config(job.algo, hyperparameter_key(dataset), job.overrides)  # as train() does
     write_yaml(
         job.run_dir / "config.yaml",
@@ -188,6 +208,7 @@ def _write_config(job: SuiteJob, dataset: OfflineDataset) -> None:
             "dataset": job.data.name,
             "algo": job.algo,
             "seed": job.seed,
+            "trained_with_seeds": stack,
             "profile": job.profile,
             "steps": job.steps,
             "checkpoint_every": job.settings.checkpoint_every,
@@ -395,12 +416,23 @@ def _resolve_datasets(names: list[str], suite: dict[str, Any]) -> list[str]:
 
 
 def run_plan(
-    plan: Plan, workers: int | None = None, executor: str = "local", ray_address: str | None = None
+    plan: Plan,
+    workers: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    seed_stacks_on: bool = True,
 ) -> list[dict[str, Any]]:
-    """Make the data, run every job (finished runs are skipped), gather the records."""
+    """Make the data, run every job (finished runs are skipped), gather the records.
+
+    With ``seed_stacks_on``, the seeds of each (dataset, algorithm) are first trained
+    together, one process per stack (``ramac.seed_parallel``); evaluation stays per run.
+    """
     for spec in plan.data:
         prepare_data(spec)
     start = time.perf_counter()
+    stacks = seed_stacks(plan.jobs) if seed_stacks_on and "train" in plan.jobs[0].stages else []
+    if stacks:
+        run_jobs(train_stack, stacks, workers, f"{SUITE} seed stacks", executor, ray_address)
     rows = run_jobs(
         run_job,
         plan.jobs,

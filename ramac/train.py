@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,13 @@ import torch
 from tqdm import tqdm
 
 from ramac.agents.base import make_agent
-from ramac.data.dataset import BatchSampler, OfflineDataset
+from ramac.data.dataset import Batch, BatchSampler, OfflineDataset
 from ramac.io import atomic_write_bytes, atomic_write_text
+from ramac.runtime import keep_freed_memory
+from ramac.seed_parallel import SeedStack
 
 CHECKPOINT = "checkpoint.pt"
+PENDING = "checkpoint.pending.pt"  # a seed stack's next checkpoint, until every seed has one
 TRAIN_LOG = "train_log.csv"
 
 
@@ -48,16 +52,58 @@ def _save_bytes(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _save(run_dir: Path, agent: Any, sampler: BatchSampler, step: int, log: list[dict]) -> None:
+def _save(
+    run_dir: Path,
+    agent_state: dict,
+    sampler: BatchSampler,
+    step: int,
+    log: list[dict],
+    name: str = CHECKPOINT,
+) -> None:
     state = {
         "step": step,
-        "agent": agent.state_dict(),
+        "agent": agent_state,
         "sampler": sampler.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "log": log,
     }
-    _save_bytes(run_dir / CHECKPOINT, state)
+    _save_bytes(run_dir / name, state)
+    if name == CHECKPOINT:
+        _write_log(run_dir, log)
+
+
+def _write_log(run_dir: Path, log: list[dict]) -> None:
     atomic_write_text(run_dir / TRAIN_LOG, pd.DataFrame(log).to_csv(index=False))
+
+
+def _commit_pending(run_dir: Path, log: list[dict]) -> None:
+    """Make a seed's pending checkpoint its checkpoint (an atomic rename), then its log."""
+    (run_dir / PENDING).replace(run_dir / CHECKPOINT)
+    _write_log(run_dir, log)
+
+
+def _saved_step(path: Path) -> int:
+    return torch.load(path, weights_only=False)["step"] if path.exists() else 0
+
+
+def _settle_pending(run_dirs: list[Path]) -> None:
+    """Finish or undo a stack checkpoint that a kill interrupted.
+
+    A stack writes every seed's pending checkpoint before it renames any, so either every
+    seed has its new state (finish the renames) or the kill came first (drop the pending
+    ones): the seeds never resume from different steps.
+    """
+    pending = [d for d in run_dirs if (d / PENDING).exists()]
+    if not pending:
+        return
+    newest = {
+        _saved_step(d / PENDING) if d in pending else _saved_step(d / CHECKPOINT) for d in run_dirs
+    }
+    for run_dir in pending:
+        if len(newest) == 1:
+            _commit_pending(run_dir, torch.load(run_dir / PENDING, weights_only=False)["log"])
+        else:
+            (run_dir / PENDING).unlink()
 
 
 def _resume(run_dir: Path, agent: Any, sampler: BatchSampler) -> tuple[int, list[dict]]:
@@ -104,6 +150,16 @@ def build_agent(algo: str, dataset: OfflineDataset, seed: int, overrides: dict |
     )
 
 
+@dataclasses.dataclass
+class _Run:
+    """What the loop keeps per seed: where it writes, its budget, data order and log."""
+
+    run_dir: Path
+    settings: TrainSettings
+    sampler: BatchSampler
+    log: list[dict]
+
+
 def train(
     algo: str,
     dataset: OfflineDataset,
@@ -117,42 +173,119 @@ def train(
     ``stop_after`` ends the process-local loop early at that step (after checkpointing),
     which is how tests simulate a killed run. Returns the trained agent.
     """
+    keep_freed_memory()
     run_dir.mkdir(parents=True, exist_ok=True)
     agent = build_agent(algo, dataset, settings.seed, overrides)
     sampler = BatchSampler(dataset, agent.config.batch_size, seed=settings.seed)
     torch.manual_seed(settings.seed + 1)  # the update's randomness: its own stream
     step, log = _resume(run_dir, agent, sampler)
-    start_wall = time.perf_counter() - (log[-1]["wall_seconds"] if log else 0.0)
+    _loop(
+        f"{algo} seed {settings.seed}",
+        [_Run(run_dir, settings, sampler, log)],
+        step,
+        lambda batches: [agent.update(batches[0])],
+        lambda k: agent.state_dict(),
+        stop_after,
+    )
+    return agent
+
+
+def train_seeds(
+    algo: str,
+    dataset: OfflineDataset,
+    run_dirs: list[Path],
+    settings: list[TrainSettings],
+    overrides: dict | None = None,
+    stop_after: int | None = None,
+) -> None:
+    """Train one run per seed as a :class:`~ramac.seed_parallel.SeedStack`, in one process.
+
+    Each run gets what :func:`train` would write (checkpoint, log, snapshots), from its own
+    initial weights and data order; the update noise comes from one stream seeded by the
+    first seed (see :mod:`ramac.seed_parallel`). A killed stack resumes from its runs'
+    checkpoints, which it writes together; runs found at different steps (say, one
+    trained alone before) are trained one after the other by :func:`train` instead.
+    """
+    budget = dataclasses.replace(settings[0], seed=0)
+    if any(dataclasses.replace(s, seed=0) != budget for s in settings):
+        raise ValueError("the runs of a seed stack may differ only in their seed")
+    keep_freed_memory()
+    agents, runs, steps = [], [], []
+    for run_dir, setting in zip(run_dirs, settings, strict=True):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        agent = build_agent(algo, dataset, setting.seed, overrides)
+        sampler = BatchSampler(dataset, agent.config.batch_size, seed=setting.seed)
+        agents.append(agent)
+        runs.append(_Run(run_dir, setting, sampler, []))
+    torch.manual_seed(settings[0].seed + 1)  # the stack's update stream
+    _settle_pending(list(run_dirs))
+    for agent, run in zip(agents, runs, strict=True):
+        step, run.log = _resume(run.run_dir, agent, run.sampler)
+        steps.append(step)
+    if len(set(steps)) > 1:
+        for run_dir, setting in zip(run_dirs, settings, strict=True):
+            train(algo, dataset, run_dir, setting, overrides, stop_after)
+        return
+    stack = SeedStack(agents)
+    seeds = ", ".join(str(s.seed) for s in settings)
+    _loop(f"{algo} seeds {seeds}", runs, steps[0], stack.update, stack.agent_state, stop_after)
+
+
+def _checkpoint(runs: list[_Run], agent_state: Callable[[int], dict], step: int) -> None:
+    """Every run's checkpoint (and snapshot); a stack's all pending before any is renamed."""
+    name = PENDING if len(runs) > 1 else CHECKPOINT
+    for k, run in enumerate(runs):
+        state = agent_state(k)
+        if run.settings.keep_snapshots:
+            _save_bytes(run.run_dir / SNAPSHOT_DIR / f"step{step:08d}.pt", state)
+        _save(run.run_dir, state, run.sampler, step, run.log, name)
+    if len(runs) > 1:
+        for run in runs:
+            _commit_pending(run.run_dir, run.log)
+
+
+def _loop(
+    desc: str,
+    runs: list[_Run],
+    step: int,
+    update: Callable[[list[Batch]], list[dict[str, float]]],
+    agent_state: Callable[[int], dict],
+    stop_after: int | None,
+) -> None:
+    """Update from ``step`` to the budget: log, checkpoint and snapshot every run."""
+    settings = runs[0].settings
+    log0 = runs[0].log
+    start_wall = time.perf_counter() - (log0[-1]["wall_seconds"] if log0 else 0.0)
     bar = tqdm(
         total=settings.steps,
         initial=step,
-        desc=f"{algo} seed {settings.seed}",
+        desc=desc,
         unit="it",
         disable=not settings.progress,
         mininterval=2.0,
     )
-    board = _tensorboard(run_dir) if step < settings.steps else None
+    boards = [_tensorboard(r.run_dir) if step < settings.steps else None for r in runs]
     while step < settings.steps:
-        metrics = agent.update(sampler.sample())
+        rows = update([run.sampler.sample() for run in runs])
         step += 1
         bar.update(1)
         if step % settings.log_every == 0 or step == settings.steps:
-            log.append({"step": step, "wall_seconds": time.perf_counter() - start_wall, **metrics})
-            if board is not None:
-                for name, value in metrics.items():
-                    board.add_scalar(name, value, step)
+            wall = time.perf_counter() - start_wall
+            for run, metrics, board in zip(runs, rows, boards, strict=True):
+                run.log.append({"step": step, "wall_seconds": wall, **metrics})
+                if board is not None:
+                    for name, value in metrics.items():
+                        board.add_scalar(name, value, step)
         if step % settings.checkpoint_every == 0 or step == settings.steps:
-            if settings.keep_snapshots:
-                _save_bytes(run_dir / SNAPSHOT_DIR / f"step{step:08d}.pt", agent.state_dict())
-            _save(run_dir, agent, sampler, step, log)
+            _checkpoint(runs, agent_state, step)
         if stop_after is not None and step >= stop_after:
             break
     bar.close()
-    if board is not None:
-        board.close()
-    if step >= settings.steps and not (run_dir / CHECKPOINT).exists():
-        _save(run_dir, agent, sampler, step, log)
-    return agent
+    for board in boards:
+        if board is not None:
+            board.close()
+    if step >= settings.steps and not all((r.run_dir / CHECKPOINT).exists() for r in runs):
+        _checkpoint(runs, agent_state, step)
 
 
 def load_trained(algo: str, dataset: OfflineDataset, run_dir: Path, overrides: dict | None = None):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ramac.envs.bandit import BanditSpec, make_dataset
-from ramac.train import CHECKPOINT, TRAIN_LOG, TrainSettings, load_trained, train
+from ramac.train import CHECKPOINT, TRAIN_LOG, TrainSettings, load_trained, train, train_seeds
 
 TINY = {"batch_size": 16, "critic_hidden": 8, "embed_dim": 8, "head_hidden": 8, "n_quantiles": 4}
 
@@ -62,3 +62,91 @@ def test_tensorboard_gets_the_logged_metrics_when_installed(tmp_path, monkeypatc
     train("bc", dataset, tmp_path, settings, {"batch_size": 8, "actor_hidden": 8, "n_steps": 2})
     assert ("bc_loss", 2) in written and ("bc_loss", 4) in written
     assert written[-1] == ("closed", None)
+
+
+def radac_tiny() -> dict:
+    return TINY | {"actor_hidden": 8, "n_steps": 2}
+
+
+def test_seed_stack_writes_each_run_as_a_separate_run_would(tmp_path):
+    """Per-seed checkpoint, log and data order; the sampler state equals a lone run's."""
+    dataset, _ = make_dataset(BanditSpec(n_samples=200), seed=0)
+    settings = [
+        TrainSettings(steps=12, seed=s, checkpoint_every=4, log_every=2, progress=False)
+        for s in (0, 1)
+    ]
+    dirs = [tmp_path / f"stack{s}" for s in (0, 1)]
+    train_seeds("radac", dataset, dirs, settings, radac_tiny())
+    train("radac", dataset, tmp_path / "alone1", settings[1], radac_tiny())
+    stacked = torch.load(dirs[1] / CHECKPOINT, weights_only=False)
+    alone = torch.load(tmp_path / "alone1" / CHECKPOINT, weights_only=False)
+    assert stacked["step"] == alone["step"] == 12
+    assert stacked["sampler"] == alone["sampler"]  # the same batches, in the same order
+    for run_dir in dirs:
+        log = pd.read_csv(run_dir / TRAIN_LOG)
+        assert list(log["step"]) == [2, 4, 6, 8, 10, 12]
+        agent, step = load_trained("radac", dataset, run_dir, radac_tiny())
+        assert step == 12 and agent.step == 12
+    logs = [pd.read_csv(d / TRAIN_LOG) for d in dirs]
+    assert not logs[0]["critic_loss"].equals(logs[1]["critic_loss"])
+
+
+def test_killed_seed_stack_resumes_to_the_same_numbers(tmp_path):
+    dataset, _ = make_dataset(BanditSpec(n_samples=200), seed=0)
+    settings = [
+        TrainSettings(steps=12, seed=s, checkpoint_every=4, log_every=2, progress=False)
+        for s in (2, 3)
+    ]
+    straight = [tmp_path / f"straight{s}" for s in (2, 3)]
+    resumed = [tmp_path / f"resumed{s}" for s in (2, 3)]
+    train_seeds("radac", dataset, straight, settings, radac_tiny())
+    train_seeds("radac", dataset, resumed, settings, radac_tiny(), stop_after=8)
+    assert torch.load(resumed[0] / CHECKPOINT, weights_only=False)["step"] == 8
+    train_seeds("radac", dataset, resumed, settings, radac_tiny())
+    for a, b in zip(straight, resumed, strict=True):
+        log_a = pd.read_csv(a / TRAIN_LOG).drop(columns="wall_seconds")
+        log_b = pd.read_csv(b / TRAIN_LOG).drop(columns="wall_seconds")
+        pd.testing.assert_frame_equal(log_a, log_b)
+        state_a = torch.load(a / CHECKPOINT, weights_only=False)["agent"]["nets"]["actor"]
+        state_b = torch.load(b / CHECKPOINT, weights_only=False)["agent"]["nets"]["actor"]
+        for key in state_a:
+            assert torch.equal(state_a[key], state_b[key]), key
+
+
+def test_seed_stack_with_runs_at_different_steps_trains_them_one_by_one(tmp_path):
+    dataset, _ = make_dataset(BanditSpec(n_samples=100), seed=0)
+    settings = [
+        TrainSettings(steps=8, seed=s, checkpoint_every=4, log_every=4, progress=False)
+        for s in (0, 1)
+    ]
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    train("radac", dataset, dirs[0], settings[0], radac_tiny(), stop_after=4)
+    train_seeds("radac", dataset, dirs, settings, radac_tiny())
+    for run_dir in dirs:
+        assert torch.load(run_dir / CHECKPOINT, weights_only=False)["step"] == 8
+    with pytest.raises(ValueError, match="only in their seed"):
+        train_seeds("radac", dataset, dirs, [settings[0], TrainSettings(steps=9, seed=1)])
+
+
+def test_a_stack_checkpoint_cut_short_by_a_kill_is_finished_or_undone(tmp_path):
+    """Pending checkpoints: all seeds have the new step -> renamed; not all -> dropped."""
+    from ramac.train import PENDING, _settle_pending
+
+    def state(step):
+        return {"step": step, "log": [{"step": step, "wall_seconds": 0.0}]}
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        torch.save(state(4), d / CHECKPOINT)
+    torch.save(state(8), a / PENDING)  # killed before b's pending was written
+    _settle_pending([a, b])
+    assert not (a / PENDING).exists()
+    assert [torch.load(d / CHECKPOINT, weights_only=False)["step"] for d in (a, b)] == [4, 4]
+
+    torch.save(state(8), a / CHECKPOINT)  # a renamed, killed before b's rename
+    torch.save(state(8), b / PENDING)
+    _settle_pending([a, b])
+    assert not (b / PENDING).exists()
+    assert [torch.load(d / CHECKPOINT, weights_only=False)["step"] for d in (a, b)] == [8, 8]
+    assert list(pd.read_csv(b / TRAIN_LOG)["step"]) == [8]

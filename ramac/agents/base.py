@@ -3,27 +3,54 @@
 An agent owns its networks (``nets``: trained), their frozen copies (``frozen``: target
 critics, EMA actors, never stepped by an optimiser) and its optimisers (``optims``), so
 saving, loading and the "every parameter learns" test are written once here.
+
+An update is a list of :class:`Phase` s (a loss and the optimiser that minimises it) and
+then ``after_phases`` (EMA, target networks). Written that way, the same losses train one
+agent here and K seeds at once in :mod:`ramac.seed_parallel`.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ramac.agents.common import grad_step
 from ramac.config import algo_values, build
 from ramac.data.dataset import Batch
 from ramac.errors import UserError
 
 
+class Phase(NamedTuple):
+    """One optimiser step of an update.
+
+    ``loss(batch)`` returns the loss to minimise and the values to log (0-d tensors); it
+    must not read tensors back into Python (no ``.item()``, no data-dependent ``if``), so
+    that it also runs under ``torch.func.vmap`` over seeds. The gradient of the optimiser's
+    parameters is clipped to ``grad_norm`` (> 0), per ensemble member when ``per_member``.
+    """
+
+    optimizer: str
+    loss: Callable[[Batch], tuple[Tensor, dict[str, Tensor]]]
+    grad_norm: float = 0.0
+    per_member: int = 0
+
+
+def optimizer_params(optimizer: torch.optim.Optimizer) -> list[Tensor]:
+    """Every parameter an optimiser steps, in its order."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
 class Agent:
-    """Base class: device handling, batched ``act``, and checkpointing of every state.
+    """Base class: device handling, the phased update, batched ``act``, checkpointing.
 
     Subclasses fill ``nets``, ``frozen`` and ``optims`` in ``__init__`` and implement
-    ``update`` and ``_policy``. ``step`` counts completed updates (schedules read it).
+    ``phases``, ``_policy`` and, when they keep averaged or target networks,
+    ``after_phases``. ``step`` counts completed updates (schedules read it).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, max_action: float, config: Any) -> None:
@@ -41,15 +68,37 @@ class Agent:
         self.carry: dict[str, float] = {}
 
     # -- to implement -------------------------------------------------------------------
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One gradient step of every network; returns finite floats for the log."""
+    def phases(self) -> list[Phase]:
+        """This step's optimiser steps, in order (the list may depend on ``self.step``)."""
         raise NotImplementedError
+
+    def after_phases(self) -> None:
+        """What follows the optimiser steps: EMA and target-network updates (none here)."""
 
     def _policy(self, obs: Tensor, generator: torch.Generator | None) -> Tensor:
         """The evaluated policy's actions for obs [B, ds] (called without grad)."""
         raise NotImplementedError
 
     # -- shared -------------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step of every network; returns finite floats for the log.
+
+        Values a step does not compute (an actor updated every few steps) repeat their
+        last value, so every row of the log has every column.
+        """
+        b = self.batch_to_device(batch)
+        logs: dict[str, Tensor] = {}
+        for phase in self.phases():
+            loss, values = phase.loss(b)
+            optimizer = self.optims[phase.optimizer]
+            params = optimizer_params(optimizer)
+            grad_step(optimizer, loss, params, phase.grad_norm, phase.per_member)
+            logs.update(values)
+        self.after_phases()
+        self.step += 1
+        self.carry.update({name: float(value) for name, value in logs.items()})
+        return dict(self.carry)
+
     def add_net(self, name: str, net: nn.Module) -> nn.Module:
         """Register a trained network (moved to the agent's device)."""
         self.nets[name] = net.to(self.device)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ramac.agents.base import Agent, register
-from ramac.agents.common import grad_step, make_actor
+from ramac.agents.base import Agent, Phase, register
+from ramac.agents.common import make_actor
 from ramac.data.dataset import Batch
 
 
@@ -41,13 +41,13 @@ class BC(Agent):
         )
         self.optims["actor"] = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def phases(self) -> list[Phase]:
         """One eps-MSE step."""
-        b = self.batch_to_device(batch)
+        return [Phase("actor", self.bc_loss, self.config.grad_norm)]
+
+    def bc_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         loss = self.actor.loss(b.actions, b.obs)
-        grad_step(self.optims["actor"], loss, self.actor.parameters(), self.config.grad_norm)
-        self.step += 1
-        return {"bc_loss": loss.item()}
+        return loss, {"bc_loss": loss.detach()}
 
     def _policy(self, obs: Tensor, generator: torch.Generator | None) -> Tensor:
         return self.actor.sample(obs, generator=generator)

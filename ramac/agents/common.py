@@ -23,6 +23,21 @@ from ramac.risk import make_distortion, sample_levels
 
 Distortion = Callable[[Tensor], Tensor]
 
+# True while losses run under ``torch.func.vmap`` over seeds (ramac.seed_parallel): there a
+# loss may not look at tensor values from Python, and frozen parameters come in detached.
+_SEED_BATCHED = False
+
+
+@contextlib.contextmanager
+def seed_batched() -> Iterator[None]:
+    """Mark the losses evaluated inside as vmapped over a seed dimension."""
+    global _SEED_BATCHED
+    previous, _SEED_BATCHED = _SEED_BATCHED, True
+    try:
+        yield
+    finally:
+        _SEED_BATCHED = previous
+
 
 def distortion_from(name: str, param: float | None) -> Distortion:
     """The distortion named in a config; a bad name or parameter is a UserError."""
@@ -44,9 +59,9 @@ def target_actions(policy: Callable[[Tensor], Tensor], batch: Batch) -> Tensor:
 
     With every transition terminal (the one-step bandit) the TD target is r + 0 * gamma * Z'
     and a' is never used, so zeros stand in and the sampler's cost is saved; the result
-    is the same target.
+    is the same target. (Under vmap over seeds the check cannot be made; a' is sampled.)
     """
-    if not bool(batch.not_done.any()):
+    if not _SEED_BATCHED and not bool(batch.not_done.any()):
         return torch.zeros_like(batch.actions)
     with torch.no_grad():
         return policy(batch.next_obs)
@@ -91,7 +106,13 @@ def eta_at(step: int, eta: float, warmup: int, ramp: int) -> float:
 
 @contextlib.contextmanager
 def no_param_grads(module: nn.Module) -> Iterator[None]:
-    """Evaluate ``module`` inside an actor loss without accumulating gradients in it."""
+    """Evaluate ``module`` inside an actor loss without accumulating gradients in it.
+
+    (Under vmap over seeds the parameters a loss does not train come in detached instead.)
+    """
+    if _SEED_BATCHED:
+        yield
+        return
     flags = [p.requires_grad for p in module.parameters()]
     module.requires_grad_(False)
     try:
@@ -106,17 +127,29 @@ def clip_grad_norm_per_member(params: Iterable[Tensor], n_members: int, max_norm
 
     RADAC steps each critic separately with its own clip_grad_norm (ref:
     ramac-oraac-code.md §1 step 3); our critics share [E, ...] tensors, so the norm is
-    taken over each member's slice of every parameter.
+    taken over each member's slice of every parameter. The members are the leading
+    dimensions whose sizes multiply to ``n_members`` ([E, ...], or [K, E, ...] for K seeds
+    trained together); the formula is ``nn.utils.clip_grad_norm_``'s.
     """
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
-    if any(g.shape[0] != n_members for g in grads):
+    if any(not _leads_with(g.shape, n_members) for g in grads):
         raise ValueError("every parameter must have the ensemble size as its leading dimension")
     sq = sum(g.pow(2).reshape(n_members, -1).sum(dim=1) for g in grads)
     scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
     for g in grads:
-        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+        g.view(n_members, -1).mul_(scale.unsqueeze(1))
+
+
+def _leads_with(shape: torch.Size, n: int) -> bool:
+    """Whether the first few sizes of ``shape`` multiply to exactly ``n``."""
+    product = 1
+    for size in shape:
+        product *= size
+        if product == n:
+            return True
+    return n == 1
 
 
 def grad_step(
@@ -157,23 +190,21 @@ def ema_tick(
     polyak_update(ema_model, model, 1.0 if step < start else 1.0 - decay)
 
 
-def iqn_critic_update(
+def iqn_critic_loss(
     critic: IQNEnsemble,
     target: IQNEnsemble,
-    optimizer: torch.optim.Optimizer,
     batch: Batch,
     next_actions: Tensor,
     gamma: float,
     n_quantiles: int,
     q_clip: float | None = None,
-    grad_norm: float = 0.0,
-) -> dict[str, float]:
-    """One distributional TD step of an IQN ensemble; returns its log entries.
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The distributional TD loss of an IQN ensemble and its log entries.
 
     y_j = clamp(r + not_done * gamma * min_e Z'_e(s', a', tau'_j), +-q_clip), tau' ~ U(0, 1)
     (the min taken per level), and the quantile Huber loss over all (tau_i, y_j) pairs at
     tau ~ U(0, 1) (ref: ramac-oraac-code.md §1 steps 1-3; the correct pairing of §8.1).
-    Each critic's gradient is clipped on its own.
+    Its phase clips each critic's gradient on its own (``per_member``).
     """
     b = batch.obs.shape[0]
     device = batch.obs.device
@@ -186,11 +217,10 @@ def iqn_critic_update(
     taus = torch.rand(b, n_quantiles, device=device)
     z = critic(batch.obs, batch.actions, taus)  # [E, B, N]
     loss = quantile_huber_loss(z, taus, y)
-    grad_step(optimizer, loss, critic.parameters(), grad_norm, per_member=critic.n_critics)
-    return {
-        "critic_loss": loss.item() / critic.n_critics,  # per critic, as RADAC logs it
-        "z_mean": z.mean().item(),
-        "target_mean": y.mean().item(),
+    return loss, {
+        "critic_loss": loss.detach() / critic.n_critics,  # per critic, as RADAC logs it
+        "z_mean": z.detach().mean(),
+        "target_mean": y.mean(),
     }
 
 
@@ -216,17 +246,15 @@ def normalised_mean(values: Tensor, normalise: bool) -> Tensor:
     return mean / (values.abs().mean().detach() + 1e-8) if normalise else mean
 
 
-def twin_q_update(
+def twin_q_loss(
     critic: QEnsemble,
     target: QEnsemble,
-    optimizer: torch.optim.Optimizer,
     batch: Batch,
     next_actions: Tensor,
     gamma: float,
-    grad_norm: float = 0.0,
     target_agg: str = "min",
-) -> dict[str, float]:
-    """One TD step of a Q ensemble: y = r + not_done * gamma * agg_e Q'_e(s', a').
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The TD loss of a Q ensemble, y = r + not_done * gamma * agg_e Q'_e(s', a'), and its logs.
 
     The loss is the MSE of each member summed over members (Diffusion-QL: mse(q1, y) +
     mse(q2, y)); ``target_agg`` is ``min`` (clipped double Q) or ``mean`` (FQL's default).
@@ -237,5 +265,4 @@ def twin_q_update(
         y = batch.rewards.squeeze(-1) + batch.not_done.squeeze(-1) * gamma * q_next
     q = critic(batch.obs, batch.actions)
     loss = (q - y).pow(2).mean(dim=-1).sum()
-    grad_step(optimizer, loss, critic.parameters(), grad_norm)
-    return {"critic_loss": loss.item() / critic.n_members, "q_mean": q.mean().item()}
+    return loss, {"critic_loss": loss.detach() / critic.n_members, "q_mean": q.detach().mean()}

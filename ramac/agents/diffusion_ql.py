@@ -15,14 +15,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ramac.agents.base import Agent, register
+from ramac.agents.base import Agent, Phase, register
 from ramac.agents.common import (
     ema_tick,
-    grad_step,
     make_actor,
     no_param_grads,
     target_actions,
-    twin_q_update,
+    twin_q_loss,
 )
 from ramac.data.dataset import Batch
 from ramac.nets.common import polyak_update
@@ -87,32 +86,37 @@ class GenerativeQL(Agent):
         the training loop's seed and checkpoints cover it).
         """
         q = self.critic(obs, actions)  # [2, B]
-        i = int(torch.randint(2, ()).item())
-        return q[i].mean() / (q[1 - i].abs().mean().detach() + 1e-8)
+        first = torch.randint(2, ()) == 0  # a tensor, not a Python bool: vmap-safe
+        chosen, other = torch.where(first, q[0], q[1]), torch.where(first, q[1], q[0])
+        return chosen.mean() / (other.abs().mean().detach() + 1e-8)
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """Twin-Q TD step, then actor step, then EMA and target critics (Diffusion-QL order)."""
-        c, b = self.config, self.batch_to_device(batch)
+    def phases(self) -> list[Phase]:
+        """Twin-Q TD step, then actor step (then EMA and target critics: Diffusion-QL order)."""
+        c = self.config
+        return [
+            Phase("critic", self.critic_loss, c.grad_norm),
+            Phase("actor", self.actor_loss, c.grad_norm),
+        ]
+
+    def critic_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         next_actions = target_actions(self.ema_actor.sample, b)
-        logs = twin_q_update(
-            self.critic,
-            self.critic_target,
-            self.optims["critic"],
-            b,
-            next_actions,
-            c.gamma,
-            c.grad_norm,
-        )
+        return twin_q_loss(self.critic, self.critic_target, b, next_actions, self.config.gamma)
+
+    def actor_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         bc = self.actor.loss(b.actions, b.obs)
         with no_param_grads(self.critic):
             q_term = self.q_term(b.obs, self.actor.sample(b.obs))
-        actor_loss = bc - c.eta * q_term
-        grad_step(self.optims["actor"], actor_loss, self.actor.parameters(), c.grad_norm)
+        loss = bc - self.config.eta * q_term
+        return loss, {
+            "actor_loss": loss.detach(),
+            "bc_loss": bc.detach(),
+            "q_term": q_term.detach(),
+        }
+
+    def after_phases(self) -> None:
+        c = self.config
         ema_tick(self.ema_actor, self.actor, self.step, c.ema_start, c.ema_every, c.ema_decay)
         polyak_update(self.critic_target, self.critic, c.tau)
-        self.step += 1
-        logs.update(actor_loss=actor_loss.item(), bc_loss=bc.item(), q_term=q_term.item())
-        return logs
 
     def _policy(self, obs: Tensor, generator: torch.Generator | None) -> Tensor:
         k = self.config.act_candidates

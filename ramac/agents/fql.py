@@ -17,13 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ramac.agents.base import Agent, register
+from ramac.agents.base import Agent, Phase, register
 from ramac.agents.common import (
     check_choice,
-    grad_step,
     no_param_grads,
     target_actions,
-    twin_q_update,
+    twin_q_loss,
 )
 from ramac.data.dataset import Batch
 from ramac.nets.common import polyak_update
@@ -95,20 +94,21 @@ class FQL(Agent):
         out = self.onestep(torch.cat([obs, noise], dim=-1))
         return out.clamp(-self.max_action, self.max_action)
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """Twin-Q TD step, then the flow + one-step actor step, then target critics."""
-        c, b = self.config, self.batch_to_device(batch)
+    def phases(self) -> list[Phase]:
+        """Twin-Q TD step, then the flow + one-step actor step (then target critics)."""
+        c = self.config
+        return [
+            Phase("critic", self.critic_loss, c.grad_norm),
+            Phase("actor", self.actor_loss, c.grad_norm),
+        ]
+
+    def critic_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        c = self.config
         next_actions = target_actions(lambda s: self.one_step(s, torch.randn_like(b.actions)), b)
-        logs = twin_q_update(
-            self.critic,
-            self.critic_target,
-            self.optims["critic"],
-            b,
-            next_actions,
-            c.gamma,
-            c.grad_norm,
-            c.q_agg,
-        )
+        return twin_q_loss(self.critic, self.critic_target, b, next_actions, c.gamma, c.q_agg)
+
+    def actor_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        c = self.config
         bc = self.flow.loss(b.actions, b.obs)
         noise = torch.randn_like(b.actions)
         with torch.no_grad():
@@ -119,18 +119,12 @@ class FQL(Agent):
             q = self.critic(b.obs, raw.clamp(-self.max_action, self.max_action)).mean(dim=0)
         q_mean = q.mean()
         q_term = q_mean / (q.abs().mean().detach() + 1e-8) if c.normalize_q else q_mean
-        actor_loss = bc + c.alpha * distill - q_term
-        params = [p for group in self.optims["actor"].param_groups for p in group["params"]]
-        grad_step(self.optims["actor"], actor_loss, params, c.grad_norm)
-        polyak_update(self.critic_target, self.critic, c.tau)
-        self.step += 1
-        logs.update(
-            actor_loss=actor_loss.item(),
-            bc_loss=bc.item(),
-            distill_loss=distill.item(),
-            q_term=q_term.item(),
-        )
-        return logs
+        loss = bc + c.alpha * distill - q_term
+        logs = {"actor_loss": loss, "bc_loss": bc, "distill_loss": distill, "q_term": q_term}
+        return loss, {name: value.detach() for name, value in logs.items()}
+
+    def after_phases(self) -> None:
+        polyak_update(self.critic_target, self.critic, self.config.tau)
 
     def _policy(self, obs: Tensor, generator: torch.Generator | None) -> Tensor:
         shape = (obs.shape[0], self.act_dim)

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ramac.agents.base import Agent, register
+from ramac.agents.base import Agent, Phase, register
 from ramac.agents.common import (
     check_choice,
     distortion_from,
-    grad_step,
-    iqn_critic_update,
+    iqn_critic_loss,
     make_iqn,
     no_param_grads,
     risk_quantiles,
@@ -139,42 +138,45 @@ class ORAAC(Agent):
         cls = DiffusionActor if c.prior == "diffusion" else FlowActor
         return cls(*args, c.prior_steps, c.prior_hidden, c.prior_layers, c.time_dim)
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """Prior BC step, critic TD step, and every few steps actor step + soft updates."""
-        c, b = self.config, self.batch_to_device(batch)
-        prior_loss = self.prior.loss(b.actions, b.obs)
-        grad_step(self.optims["prior"], prior_loss, self.prior.parameters(), c.grad_norm)
+    def _actor_step(self) -> bool:
+        return self.step % self.config.target_update_every == 0
+
+    def phases(self) -> list[Phase]:
+        """Prior BC step, critic TD step, and every few steps an actor step (+ soft updates)."""
+        c = self.config
+        phases = [
+            Phase("prior", self.prior_loss, c.grad_norm),
+            Phase("critic", self.critic_loss, c.grad_norm, per_member=c.n_critics),
+        ]
+        if self._actor_step():
+            phases.append(Phase("actor", self.actor_loss, c.grad_norm))
+        return phases
+
+    def prior_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        loss = self.prior.loss(b.actions, b.obs)
+        return loss, {"prior_loss": loss.detach()}
+
+    def critic_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        c = self.config
         next_actions = target_actions(lambda s: self.actor_target(s, self.prior.sample(s)), b)
-        logs = iqn_critic_update(
-            self.critic,
-            self.critic_target,
-            self.optims["critic"],
-            b,
-            next_actions,
-            c.gamma,
-            c.n_quantiles,
-            c.q_clip,
-            c.grad_norm,
+        return iqn_critic_loss(
+            self.critic, self.critic_target, b, next_actions, c.gamma, c.n_quantiles, c.q_clip
         )
-        if self.step % c.target_update_every == 0:
-            with torch.no_grad():
-                prior_actions = self.prior.sample(b.obs)
-            with no_param_grads(self.critic):
-                z = risk_quantiles(
-                    self.critic,
-                    b.obs,
-                    self.actor(b.obs, prior_actions),
-                    self.distortion,
-                    c.n_policy_quantiles,
-                )
-            actor_loss = -z.mean()
-            grad_step(self.optims["actor"], actor_loss, self.actor.parameters(), c.grad_norm)
-            polyak_update(self.critic_target, self.critic, c.tau)
-            polyak_update(self.actor_target, self.actor, c.tau)
-            self.carry["actor_loss"] = actor_loss.item()
-        self.step += 1
-        logs.update(prior_loss=prior_loss.item(), actor_loss=self.carry.get("actor_loss", 0.0))
-        return logs
+
+    def actor_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        c = self.config
+        with torch.no_grad():
+            prior_actions = self.prior.sample(b.obs)
+        with no_param_grads(self.critic):
+            actions = self.actor(b.obs, prior_actions)
+            z = risk_quantiles(self.critic, b.obs, actions, self.distortion, c.n_policy_quantiles)
+        loss = -z.mean()
+        return loss, {"actor_loss": loss.detach()}
+
+    def after_phases(self) -> None:
+        if self._actor_step():
+            polyak_update(self.critic_target, self.critic, self.config.tau)
+            polyak_update(self.actor_target, self.actor, self.config.tau)
 
     def _policy(self, obs: Tensor, generator: torch.Generator | None) -> Tensor:
         return self.actor(obs, self.prior.sample(obs, generator=generator))

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ramac.agents.base import Agent, register
+from ramac.agents.base import Agent, Phase, register
 from ramac.agents.common import (
     distortion_from,
     ema_tick,
     eta_at,
-    grad_step,
-    iqn_critic_update,
+    iqn_critic_loss,
     make_actor,
     make_iqn,
     no_param_grads,
@@ -94,34 +93,35 @@ class RADAC(Agent):
         z = risk_quantiles(self.critic, obs, actions, self.distortion, self.config.n_quantiles)
         return normalised_mean(z, self.config.normalize_q)
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """Critic TD step, then actor step on the updated critics, then EMA and targets."""
-        c, b = self.config, self.batch_to_device(batch)
+    def phases(self) -> list[Phase]:
+        """Critic TD step, then actor step on the updated critics (then EMA and targets)."""
+        c = self.config
+        return [
+            Phase("critic", self.critic_loss, c.grad_norm, per_member=c.n_critics),
+            Phase("actor", self.actor_loss, c.grad_norm),
+        ]
+
+    def critic_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        c = self.config
         next_actions = target_actions(self.ema_actor.sample, b)
-        logs = iqn_critic_update(
-            self.critic,
-            self.critic_target,
-            self.optims["critic"],
-            b,
-            next_actions,
-            c.gamma,
-            c.n_quantiles,
-            c.q_clip,
-            c.grad_norm,
+        return iqn_critic_loss(
+            self.critic, self.critic_target, b, next_actions, c.gamma, c.n_quantiles, c.q_clip
         )
+
+    def actor_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        c = self.config
         eta = eta_at(self.step, c.eta, c.eta_warmup_steps, c.eta_ramp_steps)
         bc = self.actor.loss(b.actions, b.obs)
         with no_param_grads(self.critic):
             risk = self.risk_term(b.obs, self.actor.sample(b.obs))
-        actor_loss = c.lambda_bc * bc - eta * risk
-        grad_step(self.optims["actor"], actor_loss, self.actor.parameters(), c.grad_norm)
+        loss = c.lambda_bc * bc - eta * risk
+        logs = {"actor_loss": loss.detach(), "bc_loss": bc.detach(), "risk": risk.detach()}
+        return loss, logs | {"eta": torch.tensor(eta, dtype=torch.float64)}
+
+    def after_phases(self) -> None:
+        c = self.config
         ema_tick(self.ema_actor, self.actor, self.step, c.ema_start, c.ema_every, c.ema_decay)
         polyak_update(self.critic_target, self.critic, c.tau)
-        self.step += 1
-        logs.update(
-            actor_loss=actor_loss.item(), bc_loss=bc.item(), risk=risk.item(), eta=float(eta)
-        )
-        return logs
 
     def _policy(self, obs: Tensor, generator: torch.Generator | None) -> Tensor:
         # The online actor is evaluated; the EMA only provides target actions (ref §1 step 6).

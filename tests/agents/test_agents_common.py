@@ -6,7 +6,13 @@ import torch
 from torch import nn
 
 from ramac.agents import make_agent
-from ramac.agents.common import clip_grad_norm_per_member, ema_tick, eta_at, iqn_critic_update
+from ramac.agents.common import (
+    clip_grad_norm_per_member,
+    ema_tick,
+    eta_at,
+    grad_step,
+    iqn_critic_loss,
+)
 from ramac.data.dataset import Batch
 from ramac.nets.iqn import IQNEnsemble
 
@@ -109,6 +115,17 @@ def test_each_critic_is_clipped_on_its_own():
     assert torch.allclose(w.grad[1], torch.tensor([0.3, 0.4, 0.0]))
 
 
+def test_stacked_members_are_clipped_on_their_own():
+    """[K seeds, E critics, ...] gradients: each of the K * E members is clipped alone."""
+    w = nn.Parameter(torch.zeros(2, 2, 3))
+    w.grad = torch.tensor([[[3.0, 4.0, 0.0], [0.3, 0.4, 0.0]], [[0.0, 0.6, 0.8], [0.0, 6.0, 8.0]]])
+    clip_grad_norm_per_member([w], 4, max_norm=1.0)
+    assert torch.allclose(w.grad.norm(dim=-1), torch.tensor([[1.0, 0.5], [1.0, 1.0]]), atol=1e-5)
+    assert torch.allclose(w.grad[1, 1], torch.tensor([0.0, 0.6, 0.8]), atol=1e-5)
+    with pytest.raises(ValueError, match="leading"):
+        clip_grad_norm_per_member([w], 3, max_norm=1.0)
+
+
 def test_iqn_update_recovers_the_quantiles_of_a_reward():
     """Terminal transitions with r ~ U(0, 20): Z(s, a; tau) should approach 20 tau.
 
@@ -122,7 +139,8 @@ def test_iqn_update_recovers_the_quantiles_of_a_reward():
     n, zeros = 64, torch.zeros(64, 1)
     for _ in range(300):
         batch = Batch(zeros, zeros, 20.0 * torch.rand(n, 1), zeros, zeros)  # not_done = 0
-        iqn_critic_update(critic, target, opt, batch, zeros, 0.99, 16, None, 10.0)
+        loss, _ = iqn_critic_loss(critic, target, batch, zeros, 0.99, 16)
+        grad_step(opt, loss, critic.parameters(), 10.0, per_member=2)
     taus = torch.tensor([0.1, 0.5, 0.9])
     z = critic(torch.zeros(1, 1), torch.zeros(1, 1), taus).detach()  # [2, 1, 3]
     assert torch.allclose(z, 20.0 * taus.expand_as(z), atol=1.2), z

@@ -58,6 +58,7 @@ def test_smoke_profile_end_to_end(tmp_path):
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["provenance"]["source"] == "generated" and config["provenance"]["hazard"]
     assert config["algo_config"]["batch_size"] == 32 and "torch" in config["versions"]
+    assert config["trained_with_seeds"] == [0, 1]  # the two seeds trained as one stack
 
     board = pd.read_csv(out / "leaderboard.csv")
     assert set(board["metric"]) == {"mean", "cvar"} and set(board["algo"]) == {"RADAC", "BC"}
@@ -92,7 +93,8 @@ def _wait_for_checkpoint(run_root: Path, proc: subprocess.Popen) -> Path:
 @pytest.mark.slow
 def test_killed_training_resumes_to_the_same_final_metrics(tmp_path):
     data = tmp_path / "data"
-    args = ["--profile", "smoke", "--algos", "radac", "--seeds", "1", "--steps", "600"]
+    # Two seeds: they train as one seed stack, killed between or during its checkpoints.
+    args = ["--profile", "smoke", "--algos", "radac", "--seeds", "2", "--steps", "600"]
     args += ["--workers", "1"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     cli(data, "train", *args, "--out", str(straight))
@@ -112,7 +114,9 @@ def test_killed_training_resumes_to_the_same_final_metrics(tmp_path):
     metrics = ["mean_return", "cvar", "ood_rate", "risky_rate", "train_steps"]
     pd.testing.assert_frame_equal(a[metrics], b[metrics])
     log = pd.read_csv(killed / "train_logs.csv")
-    assert log["step"].is_monotonic_increasing and log["step"].is_unique
+    assert set(log["seed"]) == {0, 1}
+    for _, steps in log.groupby("seed")["step"]:
+        assert steps.is_monotonic_increasing and steps.is_unique and steps.max() == 600
 
 
 def test_plan_names_tasks_datasets_and_rejects_unknown_names(tmp_path):
