@@ -4,7 +4,8 @@ A run directory holds ``checkpoint.pt`` (agent, sampler and RNG states, the log 
 and ``train_log.csv``; both are rewritten atomically at every checkpoint, so a killed run
 restarts from its last checkpoint and, on CPU, ends with the same numbers as a run that
 was never interrupted (the global torch RNG state and the sampler's numpy Generator
-travel with the checkpoint).
+travel with the checkpoint). :func:`train_seeds` trains several seeds of one run as a
+seed stack (:mod:`ramac.seed_parallel`), writing for each what :func:`train` writes.
 """
 
 from __future__ import annotations

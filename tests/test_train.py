@@ -68,13 +68,17 @@ def radac_tiny() -> dict:
     return TINY | {"actor_hidden": 8, "n_steps": 2}
 
 
+def stack_settings(seeds: tuple[int, ...]) -> list[TrainSettings]:
+    return [
+        TrainSettings(steps=12, seed=s, checkpoint_every=4, log_every=2, progress=False)
+        for s in seeds
+    ]
+
+
 def test_seed_stack_writes_each_run_as_a_separate_run_would(tmp_path):
     """Per-seed checkpoint, log and data order; the sampler state equals a lone run's."""
     dataset, _ = make_dataset(BanditSpec(n_samples=200), seed=0)
-    settings = [
-        TrainSettings(steps=12, seed=s, checkpoint_every=4, log_every=2, progress=False)
-        for s in (0, 1)
-    ]
+    settings = stack_settings((0, 1))
     dirs = [tmp_path / f"stack{s}" for s in (0, 1)]
     train_seeds("radac", dataset, dirs, settings, radac_tiny())
     train("radac", dataset, tmp_path / "alone1", settings[1], radac_tiny())
@@ -93,10 +97,7 @@ def test_seed_stack_writes_each_run_as_a_separate_run_would(tmp_path):
 
 def test_killed_seed_stack_resumes_to_the_same_numbers(tmp_path):
     dataset, _ = make_dataset(BanditSpec(n_samples=200), seed=0)
-    settings = [
-        TrainSettings(steps=12, seed=s, checkpoint_every=4, log_every=2, progress=False)
-        for s in (2, 3)
-    ]
+    settings = stack_settings((2, 3))
     straight = [tmp_path / f"straight{s}" for s in (2, 3)]
     resumed = [tmp_path / f"resumed{s}" for s in (2, 3)]
     train_seeds("radac", dataset, straight, settings, radac_tiny())

@@ -72,6 +72,14 @@ class Agent:
         """This step's optimiser steps, in order (the list may depend on ``self.step``)."""
         raise NotImplementedError
 
+    def critic_then_actor(self, grad_norm: float, per_member: int = 0) -> list[Phase]:
+        """The usual update: a TD step of ``critic_loss``, then an ``actor_loss`` step on the
+        updated critic, both clipped to ``grad_norm`` (the critic's per member if asked)."""
+        return [
+            Phase("critic", self.critic_loss, grad_norm, per_member),
+            Phase("actor", self.actor_loss, grad_norm),
+        ]
+
     def after_phases(self) -> None:
         """What follows the optimiser steps: EMA and target-network updates (none here)."""
 

@@ -92,11 +92,7 @@ class GenerativeQL(Agent):
 
     def phases(self) -> list[Phase]:
         """Twin-Q TD step, then actor step (then EMA and target critics: Diffusion-QL order)."""
-        c = self.config
-        return [
-            Phase("critic", self.critic_loss, c.grad_norm),
-            Phase("actor", self.actor_loss, c.grad_norm),
-        ]
+        return self.critic_then_actor(self.config.grad_norm)
 
     def critic_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         next_actions = target_actions(self.ema_actor.sample, b)

@@ -96,11 +96,7 @@ class FQL(Agent):
 
     def phases(self) -> list[Phase]:
         """Twin-Q TD step, then the flow + one-step actor step (then target critics)."""
-        c = self.config
-        return [
-            Phase("critic", self.critic_loss, c.grad_norm),
-            Phase("actor", self.actor_loss, c.grad_norm),
-        ]
+        return self.critic_then_actor(self.config.grad_norm)
 
     def critic_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.config

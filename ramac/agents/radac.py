@@ -95,11 +95,7 @@ class RADAC(Agent):
 
     def phases(self) -> list[Phase]:
         """Critic TD step, then actor step on the updated critics (then EMA and targets)."""
-        c = self.config
-        return [
-            Phase("critic", self.critic_loss, c.grad_norm, per_member=c.n_critics),
-            Phase("actor", self.actor_loss, c.grad_norm),
-        ]
+        return self.critic_then_actor(self.config.grad_norm, per_member=self.config.n_critics)
 
     def critic_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.config
