@@ -141,8 +141,7 @@ def _stacked_optimizer(
     """An optimiser of the template's kind over the stacked parameters, with the seeds'
     states (moments) stacked and the shared ones (Adam's step count) kept once."""
     groups = [
-        {**{k: v for k, v in group.items() if k != "params"}}
-        | {"params": [stacked[id(p)] for p in group["params"]]}
+        group | {"params": [stacked[id(p)] for p in group["params"]]}
         for group in template.param_groups
     ]
     optimizer = type(template)(groups, **template.defaults)
