@@ -69,6 +69,7 @@ def _bandit(args: argparse.Namespace) -> None:
         steps=args.steps,
         executor=args.executor,
         ray_address=args.ray_address,
+        seed_stacks_on=not args.no_seed_stacks,
     )
 
 

@@ -22,14 +22,22 @@ import torch
 from eval.bandit import evaluate_actions
 from eval.ood import OODDetector
 from pipeline.executors import run_jobs
-from pipeline.runs import check_positive, load_suite, profile_budget, profile_overrides, run_once
+from pipeline.runs import (
+    check_positive,
+    load_suite,
+    profile_budget,
+    profile_overrides,
+    run_once,
+    seed_stacks,
+)
 from ramac.agents.base import make_config
 from ramac.config import CONFIG_DIR, ROOT, build, config_hash
+from ramac.data.dataset import OfflineDataset
 from ramac.envs.bandit import BanditSpec, make_dataset
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv, atomic_write_bytes
 from ramac.records import package_versions, write_yaml
-from ramac.train import TrainSettings, train
+from ramac.train import TRAIN_LOG, TrainSettings, train, train_seeds
 
 SUITE_FILE = CONFIG_DIR / "suites" / "bandit.yaml"
 SUITE_KEYS = {"bandit", "data_seed", "algos", "eval", "profiles"}
@@ -61,8 +69,21 @@ def run_job(job: BanditJob) -> dict[str, Any]:
     return run_once(job.run_dir, lambda: _train_and_evaluate(job))
 
 
-def _train_and_evaluate(job: BanditJob) -> dict[str, Any]:
-    dataset, _ = make_dataset(job.spec, job.data_seed)
+def _settings(job: BanditJob) -> TrainSettings:
+    return TrainSettings(
+        steps=job.steps,
+        seed=job.seed,
+        checkpoint_every=max(1, job.steps // 4),
+        log_every=max(1, job.steps // 50),
+        progress=False,
+    )
+
+
+def _write_config(job: BanditJob, dataset: OfflineDataset, stack: list[int]) -> None:
+    """``config.yaml``, written when the run starts and kept (``trained_with_seeds``: the
+    seed stack it trained in, see ``ramac.seed_parallel``)."""
+    if (job.run_dir / "config.yaml").exists():
+        return
     config = make_config(job.algo, dataset.provenance.id, job.overrides)
     job.run_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(
@@ -71,6 +92,7 @@ def _train_and_evaluate(job: BanditJob) -> dict[str, Any]:
             "suite": "bandit",
             "algo": job.algo,
             "seed": job.seed,
+            "trained_with_seeds": stack,
             "profile": job.profile,
             "steps": job.steps,
             "algo_config": dataclasses.asdict(config),
@@ -79,16 +101,25 @@ def _train_and_evaluate(job: BanditJob) -> dict[str, Any]:
             "versions": package_versions(),
         },
     )
-    start = time.perf_counter()
-    settings = TrainSettings(
-        steps=job.steps,
-        seed=job.seed,
-        checkpoint_every=max(1, job.steps // 4),
-        log_every=max(1, job.steps // 50),
-        progress=False,
-    )
-    agent = train(job.algo, dataset, job.run_dir, settings, job.overrides)
-    train_seconds = time.perf_counter() - start
+
+
+def train_stack(jobs: tuple[BanditJob, ...]) -> dict[str, Any]:
+    """Train runs that differ only in seed as one seed stack (``ramac.seed_parallel``)."""
+    first = jobs[0]
+    dataset, _ = make_dataset(first.spec, first.data_seed)
+    for job in jobs:
+        _write_config(job, dataset, [j.seed for j in jobs])
+    dirs, settings = [job.run_dir for job in jobs], [_settings(job) for job in jobs]
+    train_seeds(first.algo, dataset, dirs, settings, first.overrides)
+    return {"runs": [str(d) for d in dirs], "trained": True}
+
+
+def _train_and_evaluate(job: BanditJob) -> dict[str, Any]:
+    dataset, _ = make_dataset(job.spec, job.data_seed)
+    _write_config(job, dataset, [job.seed])
+    agent = train(job.algo, dataset, job.run_dir, _settings(job), job.overrides)
+    # The training loop's own clock (a stacked run's is its stack's).
+    train_seconds = pd.read_csv(job.run_dir / TRAIN_LOG)["wall_seconds"].iloc[-1]
 
     eval_seed = job.seed + EVAL_SEED_OFFSET
     obs = torch.zeros(job.eval["n_actions"], dataset.obs_dim)
@@ -172,12 +203,19 @@ def run_bandit(
     steps: int | None = None,
     executor: str = "local",
     ray_address: str | None = None,
+    seed_stacks_on: bool = True,
 ) -> pd.DataFrame:
-    """Run (or finish) every bandit job, then write the summary, leaderboards and figure."""
+    """Run (or finish) every bandit job, then write the summary, leaderboards and figure.
+
+    With ``seed_stacks_on`` the seeds of each method first train together as one seed stack.
+    """
     out = out or default_out(profile)
     suite = load_suite(SUITE_FILE, SUITE_KEYS)
     jobs = make_jobs(suite, profile, seeds, out, algos, steps)
     start = time.perf_counter()
+    stacks = seed_stacks(jobs) if seed_stacks_on else []
+    if stacks:
+        run_jobs(train_stack, stacks, workers, "bandit seed stacks", executor, ray_address)
     rows = run_jobs(run_job, jobs, workers, "bandit runs", executor, ray_address)
     summary = pd.DataFrame(rows)
     atomic_to_csv(summary, out / "summary.csv")

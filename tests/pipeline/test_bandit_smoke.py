@@ -89,3 +89,21 @@ def test_data_stage_choices_match_the_generator():
     from ramac.data.generate import KINDS
 
     assert reproduce.KINDS == tuple(KINDS) and reproduce.TASKS == tuple(ENV_IDS)
+
+
+@pytest.mark.slow
+def test_bandit_seeds_train_as_one_stack(tmp_path):
+    out = tmp_path / "bandit"
+    args = ["--profile", "smoke", "--out", str(out), "--seeds", "2", "--algos", "radac", "bc"]
+    proc = run_cli("bandit", *args, "--workers", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary["seed"]) == [0, 0, 1, 1] and (summary["wall_seconds"] > 0).all()
+    for algo, run_name in zip(summary["algo"], summary["run"], strict=True):
+        config = yaml.safe_load((out / "runs" / algo / run_name / "config.yaml").read_text())
+        assert config["trained_with_seeds"] == [0, 1]
+    # The two seeds of a method learned different policies.
+    for algo in ("radac", "bc"):
+        runs = summary[summary["algo"] == algo]["run"]
+        a, b = (np.load(out / "runs" / algo / r / "actions.npz")["actions"] for r in runs)
+        assert not np.array_equal(a, b)
