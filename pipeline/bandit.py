@@ -21,6 +21,7 @@ import torch
 
 from eval.bandit import evaluate_actions
 from eval.ood import OODDetector
+from pipeline import runs
 from pipeline.executors import run_jobs
 from pipeline.runs import (
     check_positive,
@@ -37,7 +38,7 @@ from ramac.envs.bandit import BanditSpec, make_dataset
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv, atomic_write_bytes
 from ramac.records import package_versions, write_yaml
-from ramac.train import TRAIN_LOG, TrainSettings, train, train_seeds
+from ramac.train import TRAIN_LOG, TrainSettings, train
 
 SUITE_FILE = CONFIG_DIR / "suites" / "bandit.yaml"
 SUITE_KEYS = {"bandit", "data_seed", "algos", "eval", "profiles"}
@@ -104,14 +105,9 @@ def _write_config(job: BanditJob, dataset: OfflineDataset, stack: list[int]) -> 
 
 
 def train_stack(jobs: tuple[BanditJob, ...]) -> dict[str, Any]:
-    """Train runs that differ only in seed as one seed stack (``ramac.seed_parallel``)."""
-    first = jobs[0]
-    dataset, _ = make_dataset(first.spec, first.data_seed)
-    for job in jobs:
-        _write_config(job, dataset, [j.seed for j in jobs])
-    dirs, settings = [job.run_dir for job in jobs], [_settings(job) for job in jobs]
-    train_seeds(first.algo, dataset, dirs, settings, first.overrides)
-    return {"runs": [str(d) for d in dirs], "trained": True}
+    """Train runs that differ only in seed as one seed stack."""
+    dataset, _ = make_dataset(jobs[0].spec, jobs[0].data_seed)
+    return runs.train_stack(jobs, dataset, _write_config, _settings)
 
 
 def _train_and_evaluate(job: BanditJob) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from ramac.agents.base import make_config
 from ramac.config import read_yaml
 from ramac.errors import UserError
 from ramac.io import atomic_write_text
+from ramac.train import train_seeds
 
 DONE = "done"
 METRICS = "metrics.json"
@@ -86,3 +87,19 @@ def seed_stacks(jobs: Sequence[Any]) -> list[tuple[Any, ...]]:
             key = (job.run_dir.parent, job.run_dir.name.split("-", 1)[-1])
             groups.setdefault(key, []).append(job)
     return [tuple(group) for group in groups.values() if len(group) > 1]
+
+
+def train_stack(
+    jobs: Sequence[Any],
+    dataset: Any,
+    write_config: Callable[[Any, Any, list[int]], None],
+    settings: Callable[[Any], Any],
+) -> dict[str, Any]:
+    """Train runs that differ only in seed as one seed stack (``ramac.seed_parallel``),
+    each run's ``config.yaml`` first recording the stack's seeds."""
+    seeds = [job.seed for job in jobs]
+    for job in jobs:
+        write_config(job, dataset, seeds)
+    dirs = [job.run_dir for job in jobs]
+    train_seeds(jobs[0].algo, dataset, dirs, [settings(j) for j in jobs], jobs[0].overrides)
+    return {"runs": [str(d) for d in dirs], "trained": True}

@@ -28,6 +28,7 @@ import torch
 from eval.metrics import summarise_seeds
 from eval.ood import OODDetector
 from eval.rollout import run_episodes
+from pipeline import runs
 from pipeline.executors import run_jobs
 from pipeline.runs import (
     DONE,
@@ -55,7 +56,6 @@ from ramac.train import (
     hyperparameter_key,
     load_trained,
     train,
-    train_seeds,
 )
 
 SUITE = "stochastic-d4rl"
@@ -175,14 +175,8 @@ def _train_run(job: SuiteJob, dataset: OfflineDataset) -> None:
 
 
 def train_stack(jobs: tuple[SuiteJob, ...]) -> dict[str, Any]:
-    """Train runs that differ only in seed as one seed stack (``ramac.seed_parallel``)."""
-    first, dataset = jobs[0], load_dataset(jobs[0].data)
-    seeds = [job.seed for job in jobs]
-    for job in jobs:
-        _write_config(job, dataset, stack=seeds)
-    dirs, settings = [job.run_dir for job in jobs], [job.settings for job in jobs]
-    train_seeds(first.algo, dataset, dirs, settings, first.overrides)
-    return {"runs": [str(d) for d in dirs], "trained": True}
+    """Train runs that differ only in seed as one seed stack."""
+    return runs.train_stack(jobs, load_dataset(jobs[0].data), _write_config, lambda j: j.settings)
 
 
 def _train_and_evaluate(job: SuiteJob) -> dict[str, Any]:

@@ -83,10 +83,6 @@ def _commit_pending(run_dir: Path, log: list[dict]) -> None:
     _write_log(run_dir, log)
 
 
-def _saved_step(path: Path) -> int:
-    return torch.load(path, weights_only=False)["step"] if path.exists() else 0
-
-
 def _settle_pending(run_dirs: list[Path]) -> None:
     """Finish or undo a stack checkpoint that a kill interrupted.
 
@@ -94,15 +90,22 @@ def _settle_pending(run_dirs: list[Path]) -> None:
     seed has its new state (finish the renames) or the kill came first (drop the pending
     ones): the seeds never resume from different steps.
     """
-    pending = [d for d in run_dirs if (d / PENDING).exists()]
+    pending = {
+        d: torch.load(d / PENDING, weights_only=False) for d in run_dirs if (d / PENDING).exists()
+    }
     if not pending:
         return
-    newest = {
-        _saved_step(d / PENDING) if d in pending else _saved_step(d / CHECKPOINT) for d in run_dirs
+    steps = {
+        pending[d]["step"]
+        if d in pending
+        else torch.load(d / CHECKPOINT, weights_only=False)["step"]
+        for d in run_dirs
+        if d in pending or (d / CHECKPOINT).exists()
     }
-    for run_dir in pending:
-        if len(newest) == 1:
-            _commit_pending(run_dir, torch.load(run_dir / PENDING, weights_only=False)["log"])
+    complete = len(steps) == 1 and all(d in pending or (d / CHECKPOINT).exists() for d in run_dirs)
+    for run_dir, state in pending.items():
+        if complete:
+            _commit_pending(run_dir, state["log"])
         else:
             (run_dir / PENDING).unlink()
 
