@@ -5,7 +5,7 @@
     python reproduce.py all                                   # what `make reproduce` runs
 
 Profiles scale budgets, never algorithms: `smoke` (seconds; CI), `quick` (the default main
-job on one CPU machine), `paper` (the paper's budgets). Every stage reads the previous
+job on one CPU machine), `cpu` (hours: learning on HalfCheetah), `paper` (the paper's budgets). Every stage reads the previous
 stage's files and writes its own, so any stage can be re-run alone, and finished runs
 (a `done` file) are skipped. Errors you can fix end with one line and exit code 2.
 """
@@ -26,7 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from ramac.errors import UserError
 
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = ("smoke", "quick", "cpu", "paper")
 TASKS = ("halfcheetah", "hopper", "walker2d")
 KINDS = ("medium", "medium-replay", "expert", "medium-expert")
 

@@ -29,6 +29,7 @@ from pipeline.runs import (
     profile_budget,
     profile_overrides,
     run_once,
+    schedule_scale,
     seed_stacks,
 )
 from ramac.agents.base import make_config
@@ -58,6 +59,7 @@ class BanditJob:
     data_seed: int
     eval: dict[str, Any]
     profile: str
+    schedule_scale: float = 1.0  # steps / the paper profile's steps (ramac.config)
 
 
 def bandit_spec(suite: dict[str, Any]) -> BanditSpec:
@@ -77,6 +79,7 @@ def _settings(job: BanditJob) -> TrainSettings:
         checkpoint_every=max(1, job.steps // 4),
         log_every=max(1, job.steps // 50),
         progress=False,
+        schedule_scale=job.schedule_scale,
     )
 
 
@@ -85,7 +88,7 @@ def _write_config(job: BanditJob, dataset: OfflineDataset, stack: list[int]) -> 
     seed stack it trained in, see ``ramac.seed_parallel``)."""
     if (job.run_dir / "config.yaml").exists():
         return
-    config = make_config(job.algo, dataset.provenance.id, job.overrides)
+    config = make_config(job.algo, dataset.provenance.id, job.overrides, job.schedule_scale)
     job.run_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(
         job.run_dir / "config.yaml",
@@ -96,6 +99,7 @@ def _write_config(job: BanditJob, dataset: OfflineDataset, stack: list[int]) -> 
             "trained_with_seeds": stack,
             "profile": job.profile,
             "steps": job.steps,
+            "schedule_scale": job.schedule_scale,
             "algo_config": dataclasses.asdict(config),
             "eval": job.eval,
             "dataset": dataset.provenance.to_dict(),
@@ -140,6 +144,7 @@ def _train_and_evaluate(job: BanditJob) -> dict[str, Any]:
         "n_actions": len(actions),
         **metrics,
         "train_steps": job.steps,
+        "schedule_scale": job.schedule_scale,
         "wall_seconds": round(train_seconds, 2),
     }
     buffer = io.BytesIO()
@@ -164,10 +169,11 @@ def make_jobs(
     spec = bandit_spec(suite)
     eval_cfg = {**suite["eval"], "n_actions": budgets.get("n_actions", suite["eval"]["n_actions"])}
     n_seeds = check_positive("seeds", seeds or budgets["seeds"])
+    scale = schedule_scale(suite, budgets["steps"])
     jobs = []
     for algo in algos:
         overrides = profile_overrides(algo, budgets.get("overrides") or {})
-        resolved = dataclasses.asdict(make_config(algo, "bandit", overrides))
+        resolved = dataclasses.asdict(make_config(algo, "bandit", overrides, scale))
         key = config_hash(
             {"algo": resolved, "steps": budgets["steps"], "spec": dataclasses.asdict(spec)}
             | {"eval": eval_cfg, "data_seed": suite["data_seed"]}
@@ -185,6 +191,7 @@ def make_jobs(
                     data_seed=suite["data_seed"],
                     eval=eval_cfg,
                     profile=profile,
+                    schedule_scale=scale,
                 )
             )
     return jobs

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ramac.agents.base import make_config
-from ramac.config import read_yaml
+from ramac.config import PAPER_STEPS, read_yaml
 from ramac.errors import UserError
 from ramac.io import atomic_write_text
 from ramac.train import train_seeds
@@ -48,6 +48,13 @@ def profile_overrides(algo: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """
     names = {f.name for f in dataclasses.fields(make_config(algo))}
     return {k: v for k, v in overrides.items() if k in names}
+
+
+def schedule_scale(suite: dict[str, Any], steps: int) -> float:
+    """A run's budget over the paper profile's (or the paper's 2M updates when the suite has
+    no ``paper`` profile): the factor its schedule lengths are scaled by."""
+    paper = (suite.get("profiles") or {}).get("paper") or {}
+    return steps / paper.get("steps", PAPER_STEPS)
 
 
 def check_positive(name: str, value: int) -> int:

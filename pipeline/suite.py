@@ -26,7 +26,13 @@ import pandas as pd
 import torch
 
 from eval.metrics import summarise_seeds
-from eval.ood import OODDetector
+from eval.ood import (
+    DEFAULT_FEATURES,
+    DEFAULT_NEIGHBOURS,
+    OODDetector,
+    StateConditionedDetector,
+    fit_detector,
+)
 from eval.rollout import run_episodes
 from pipeline import runs
 from pipeline.executors import run_jobs
@@ -38,6 +44,7 @@ from pipeline.runs import (
     profile_budget,
     profile_overrides,
     run_once,
+    schedule_scale,
     seed_stacks,
 )
 from ramac.agents.base import make_config
@@ -48,6 +55,7 @@ from ramac.envs.mujoco import FULL_HORIZON, PAPER_HORIZONS, task_of
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv
 from ramac.records import package_versions, write_yaml
+from ramac.risk import cvar_estimate
 from ramac.train import (
     CHECKPOINT,
     SNAPSHOT_DIR,
@@ -64,6 +72,7 @@ SUITE_KEYS = {"datasets", "algos", "hazards", "data_seed", "relabel_seed", "eval
 SOURCES = ("generated", "d4rl")
 EVAL_SEED_BASE = 1_000_000  # episode e of training seed k runs on env seed BASE + 1000 k + e
 EPISODES = "episodes.csv"
+CURVE = "curve.csv"  # per run with kept snapshots: return at every checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +116,8 @@ class SuiteJob:
     run_dir: Path
     eval: dict[str, Any]
     profile: str
+    schedule_scale: float = 1.0  # steps / the paper profile's steps (ramac.config)
+    keep_snapshots: bool = False  # keep every checkpoint's agent (best-checkpoint, curves)
     stages: tuple[str, ...] = ("train", "evaluate")
 
     @property
@@ -118,7 +129,8 @@ class SuiteJob:
             checkpoint_every=every,
             log_every=max(1, min(every, self.steps // 100 or 1)),
             progress=False,
-            keep_snapshots=self.eval["checkpoint"] == "best",
+            keep_snapshots=self.keep_snapshots,
+            schedule_scale=self.schedule_scale,
         )
 
 
@@ -156,10 +168,23 @@ def load_dataset(spec: DataSpec) -> OfflineDataset:
 
 
 def run_job(job: SuiteJob) -> dict[str, Any]:
-    """Train and/or evaluate one run (per ``job.stages``); finished runs are read back."""
+    """Train and/or evaluate one run (per ``job.stages``); finished runs are read back.
+
+    The run folder is keyed by what trains it; a finished run whose evaluation settings
+    have changed since (another kappa, more episodes) is evaluated again, not retrained.
+    """
     if job.stages == ("train",):
         return _train(job)
+    _forget_stale_evaluation(job)
     return run_once(job.run_dir, lambda: _train_and_evaluate(job))
+
+
+def _forget_stale_evaluation(job: SuiteJob) -> None:
+    """Move ``done`` aside when ``metrics.json`` was computed with other eval settings."""
+    done, metrics = job.run_dir / DONE, job.run_dir / METRICS
+    if done.exists() and metrics.exists():
+        if json.loads(metrics.read_text()).get("eval_hash") != config_hash(job.eval):
+            done.rename(job.run_dir / "done.stale-eval")
 
 
 def _train(job: SuiteJob) -> dict[str, Any]:
@@ -194,7 +219,9 @@ def _write_config(job: SuiteJob, dataset: OfflineDataset, stack: list[int]) -> N
     """
     if (job.run_dir / "config.yaml").exists():
         return
-    config = make_config(job.algo, hyperparameter_key(dataset), job.overrides)  # as train() does
+    config = make_config(  # as train() does
+        job.algo, hyperparameter_key(dataset), job.overrides, job.schedule_scale
+    )
     write_yaml(
         job.run_dir / "config.yaml",
         {
@@ -206,6 +233,8 @@ def _write_config(job: SuiteJob, dataset: OfflineDataset, stack: list[int]) -> N
             "profile": job.profile,
             "steps": job.steps,
             "checkpoint_every": job.settings.checkpoint_every,
+            # schedule lengths in algo_config are the paper's x this (ramac.config)
+            "schedule_scale": job.schedule_scale,
             "algo_config": dataclasses.asdict(config),
             "eval": job.eval,
             "data": dataclasses.asdict(job.data),
@@ -249,46 +278,91 @@ def _trained_agent(job: SuiteJob, dataset: OfflineDataset) -> tuple[Any, int]:
     """The agent of the run's final checkpoint; one clear line when training is unfinished."""
     trained = (job.run_dir / CHECKPOINT).exists()
     agent, step = (
-        load_trained(job.algo, dataset, job.run_dir, job.overrides) if trained else (None, 0)
+        load_trained(job.algo, dataset, job.run_dir, job.overrides, job.schedule_scale)
+        if trained
+        else (None, 0)
     )
     if step < job.steps:
         raise UserError(f"{job.run_dir}: not trained to {job.steps} steps; run 'train' first")
     return agent, step
 
 
-def _rollout_checkpoint(job: SuiteJob, dataset: OfflineDataset, horizon: int):
-    """(episodes, pairs, step, label) of the evaluated checkpoint: the final one, or the
-    best kept snapshot on the evaluation env (its own rollout is the one recorded)."""
-    agent, step = _trained_agent(job, dataset)
-    if job.eval["checkpoint"] == "final":
-        return *rollout_agent(agent, job, horizon), step, "final"
-    best = None
-    for path in sorted((job.run_dir / SNAPSHOT_DIR).glob("step*.pt")):
-        agent.load_state_dict(torch.load(path, weights_only=False))
-        episodes, pairs = rollout_agent(agent, job, horizon)
-        if best is None or episodes["return"].mean() >= best[0]["return"].mean():
-            best = (episodes, pairs, int(path.stem[4:]))
-    return *best, "best on the evaluation env (optimistic)"
+Rollout = tuple[int, pd.DataFrame, np.ndarray]  # (checkpoint step, episodes, visited pairs)
+
+
+def _rollouts(job: SuiteJob, dataset: OfflineDataset, horizon: int) -> list[Rollout]:
+    """The final checkpoint's rollout and, when snapshots are kept, every earlier snapshot's,
+    in step order (a snapshot holds the same agent as the checkpoint of its step)."""
+    agent, final_step = _trained_agent(job, dataset)
+    rollouts = [(final_step, *rollout_agent(agent, job, horizon))]
+    if job.keep_snapshots:
+        for path in sorted((job.run_dir / SNAPSHOT_DIR).glob("step*.pt")):
+            if int(path.stem[4:]) != final_step:
+                agent.load_state_dict(torch.load(path, weights_only=False))
+                rollouts.append((int(path.stem[4:]), *rollout_agent(agent, job, horizon)))
+    return sorted(rollouts, key=lambda rollout: rollout[0])
+
+
+def _evaluated(rollouts: list[Rollout], rule: str) -> tuple[Rollout, str]:
+    """The recorded rollout: the final checkpoint's, or the best mean return on the
+    evaluation env (the later on ties), which every table then calls optimistic."""
+    if rule == "final":
+        return rollouts[-1], "final"
+    best = max(rollouts, key=lambda rollout: (rollout[1]["return"].mean(), rollout[0]))
+    return best, "best on the evaluation env (optimistic)"
+
+
+def _write_curve(job: SuiteJob, rollouts: list[Rollout]) -> None:
+    """``curve.csv``: mean return and CVaR of every kept checkpoint (a learning curve)."""
+    alpha, rule = job.eval["alpha"], job.eval["cvar_rule"]
+    rows = [
+        {"step": step, "mean_return": episodes["return"].mean()}
+        | {"cvar": cvar_estimate(episodes["return"].to_numpy(), alpha, rule)}
+        for step, episodes, _ in rollouts
+    ]
+    keys = {"suite": SUITE, "dataset": job.data.name, "algo": job.algo, "seed": job.seed}
+    atomic_to_csv(pd.DataFrame(rows).assign(**keys), job.run_dir / CURVE)
 
 
 @functools.lru_cache(maxsize=2)
-def ood_detector(spec: DataSpec, loo_sample: int) -> OODDetector:
-    """The dataset's fitted OOD detector (cached per process: every run on it shares one)."""
+def ood_detector(
+    spec: DataSpec,
+    loo_sample: int,
+    features: str = DEFAULT_FEATURES,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+) -> OODDetector | StateConditionedDetector:
+    """The dataset's fitted OOD detector in feature space ``features`` (``eval.ood``;
+    ``neighbours``: the state-conditioned detector's k), cached per process: every run on
+    the dataset shares one."""
     dataset = load_dataset(spec)
-    states_actions = np.hstack([dataset.observations, dataset.actions])
-    return OODDetector().fit(states_actions, loo_sample=loo_sample, seed=spec.data_seed)
+    return fit_detector(
+        features,
+        dataset.observations,
+        dataset.actions,
+        neighbours=neighbours,
+        loo_sample=loo_sample,
+        seed=spec.data_seed,
+    )
 
 
 def evaluate_run(job: SuiteJob, dataset: OfflineDataset) -> dict[str, Any]:
     """Roll out the run's checkpoint, write ``episodes.csv``; returns its metrics row."""
     start = time.perf_counter()
     horizon = horizon_steps(job.eval["horizon"], job.data.task)
-    episodes, pairs, step, label = _rollout_checkpoint(job, dataset, horizon)
+    rollouts = _rollouts(job, dataset, horizon)
+    if len(rollouts) > 1:
+        _write_curve(job, rollouts)
+    (step, episodes, pairs), label = _evaluated(rollouts, job.eval["checkpoint"])
     keys = {"suite": SUITE, "dataset": job.data.name, "algo": job.algo, "seed": job.seed}
     episodes = episodes.assign(**keys, horizon=horizon, checkpoint_step=step)
     atomic_to_csv(episodes, job.run_dir / EPISODES)
 
-    detector = ood_detector(job.data, job.eval["ood_loo_sample"])
+    detector = ood_detector(
+        job.data,
+        job.eval["ood_loo_sample"],
+        job.eval.get("ood_features", DEFAULT_FEATURES),
+        job.eval.get("ood_neighbours", DEFAULT_NEIGHBOURS),
+    )
     seed_row = summarise_seeds(episodes, job.eval["alpha"], job.eval["cvar_rule"]).iloc[0]
     log = pd.read_csv(job.run_dir / TRAIN_LOG)
     return {
@@ -300,8 +374,12 @@ def evaluate_run(job: SuiteJob, dataset: OfflineDataset) -> dict[str, Any]:
         "checkpoint_step": step,
         **detector.rate_columns(pairs, job.eval["kappa"], job.eval["kappa_sweep"]),
         "ood_kappa": job.eval["kappa"],
+        "ood_detector": detector.name,
+        "ood_neighbours": detector.state().get("neighbours"),  # None: the joint detector
+        "eval_hash": config_hash(job.eval),
         "ood_pairs": len(pairs),
         "train_steps": int(log["step"].iloc[-1]),
+        "schedule_scale": job.schedule_scale,
         "train_seconds": round(float(log["wall_seconds"].iloc[-1]), 2),
         "eval_seconds": round(time.perf_counter() - start, 2),
         "dataset_sha256": dataset.provenance.sha256,
@@ -363,6 +441,8 @@ def make_plan(
     if eval_cfg["checkpoint"] not in ("final", "best"):
         raise UserError(f"{suite_file}: eval.checkpoint must be 'final' or 'best'")
     out = out or default_out(source, profile)
+    scale = schedule_scale(suite, steps)
+    snapshots = bool(budget.get("snapshots")) or eval_cfg["checkpoint"] == "best"
     specs = [
         DataSpec(
             source=source,
@@ -378,10 +458,11 @@ def make_plan(
     for spec in specs:
         for algo in algos:
             overrides = profile_overrides(algo, budget.get("overrides") or {})
-            resolved = dataclasses.asdict(make_config(algo, spec.config_key, overrides))
+            resolved = dataclasses.asdict(make_config(algo, spec.config_key, overrides, scale))
+            # What trains the run keys its folder; evaluation settings do not (run_job).
             key = config_hash(
                 {"algo": resolved, "steps": steps, "data": dataclasses.asdict(spec)}
-                | {"eval": eval_cfg, "checkpoints": budget["checkpoints"]}
+                | {"checkpoints": budget["checkpoints"], "snapshots": snapshots}
             )
             for seed in range(n_seeds):
                 jobs.append(
@@ -395,6 +476,8 @@ def make_plan(
                         run_dir=out / "runs" / spec.name / algo / f"seed{seed}-{key}",
                         eval=eval_cfg,
                         profile=profile,
+                        schedule_scale=scale,
+                        keep_snapshots=snapshots,
                         stages=stages,
                     )
                 )
@@ -457,3 +540,6 @@ def gather_records(plan: Plan) -> None:
     atomic_to_csv(episodes, plan.out / EPISODES)
     atomic_to_csv(summary, plan.out / "summary.csv")
     atomic_to_csv(logs, plan.out / "train_logs.csv")
+    curves = [job.run_dir / CURVE for job in finished if (job.run_dir / CURVE).exists()]
+    if curves:
+        atomic_to_csv(pd.concat(pd.read_csv(path) for path in curves), plan.out / "curves.csv")

@@ -20,6 +20,13 @@ from ramac.errors import UserError
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
 
+# The paper's training budget: 2000 epochs x 1000 gradient steps (RAMAC's main.py, as
+# Diffusion-QL's; docs/fidelity.md). Schedule lengths in configs are stated against it.
+PAPER_STEPS = 2_000_000
+# Config fields that are lengths of a schedule, in updates: scaled with a run's budget, so
+# a short run is the same algorithm, shorter (a 300k-step eta warm-up is 15% of any run).
+SCHEDULE_FIELDS = ("eta_warmup_steps", "eta_ramp_steps", "ema_start", "lr_decay_steps")
+
 T = TypeVar("T")
 
 
@@ -62,6 +69,20 @@ def algo_values(algo: str, dataset: str | None = None) -> dict[str, Any]:
     if dataset is not None:
         values.update((data.get("overrides") or {}).get(dataset) or {})
     return values
+
+
+def scale_schedules(config: T, scale: float) -> T:
+    """``config`` with every schedule length (:data:`SCHEDULE_FIELDS`) multiplied by ``scale``.
+
+    ``scale`` is the run's budget over the budget the schedules are stated against (the
+    paper profile's); lengths are rounded to whole updates and stay >= 1 when they were.
+    """
+    scaled = {
+        name: max(1, round(getattr(config, name) * scale))
+        for name in SCHEDULE_FIELDS
+        if getattr(config, name, 0)
+    }
+    return dataclasses.replace(config, **scaled) if scaled and scale != 1.0 else config
 
 
 def config_hash(values: dict[str, Any]) -> str:

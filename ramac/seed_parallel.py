@@ -90,6 +90,7 @@ class SeedStack:
         batch = Batch(
             *(torch.stack(field).to(agent.device) for field in zip(*batches, strict=True))
         )
+        agent.schedule_learning_rates()
         logs: dict[str, Tensor] = {}
         for phase in agent.phases():
             optimizer = agent.optims[phase.optimizer]

@@ -42,6 +42,9 @@ class TrainSettings:
     log_every: int = 1_000
     progress: bool = True
     keep_snapshots: bool = False  # also keep the agent of every checkpoint (for selection)
+    # steps / the paper profile's steps: schedule lengths in the algorithm's config are
+    # stated against the paper's budget and scaled by this (ramac.config.scale_schedules).
+    schedule_scale: float = 1.0
 
 
 SNAPSHOT_DIR = "snapshots"
@@ -139,7 +142,13 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def build_agent(algo: str, dataset: OfflineDataset, seed: int, overrides: dict | None = None):
+def build_agent(
+    algo: str,
+    dataset: OfflineDataset,
+    seed: int,
+    overrides: dict | None = None,
+    schedule_scale: float = 1.0,
+):
     """A freshly initialised agent for ``dataset``, with weights drawn from ``seed``."""
     torch.manual_seed(seed)
     # Every task here acts in [-1, 1]^d; a source with other bounds records them.
@@ -151,6 +160,7 @@ def build_agent(algo: str, dataset: OfflineDataset, seed: int, overrides: dict |
         max_action,
         dataset=hyperparameter_key(dataset),
         overrides=overrides,
+        schedule_scale=schedule_scale,
     )
 
 
@@ -179,7 +189,7 @@ def train(
     """
     keep_freed_memory()
     run_dir.mkdir(parents=True, exist_ok=True)
-    agent = build_agent(algo, dataset, settings.seed, overrides)
+    agent = build_agent(algo, dataset, settings.seed, overrides, settings.schedule_scale)
     sampler = BatchSampler(dataset, agent.config.batch_size, seed=settings.seed)
     torch.manual_seed(settings.seed + 1)  # the update's randomness: its own stream
     step, log = _resume(run_dir, agent, sampler)
@@ -217,7 +227,7 @@ def train_seeds(
     agents, runs, steps = [], [], []
     for run_dir, setting in zip(run_dirs, settings, strict=True):
         run_dir.mkdir(parents=True, exist_ok=True)
-        agent = build_agent(algo, dataset, setting.seed, overrides)
+        agent = build_agent(algo, dataset, setting.seed, overrides, setting.schedule_scale)
         sampler = BatchSampler(dataset, agent.config.batch_size, seed=setting.seed)
         agents.append(agent)
         runs.append(_Run(run_dir, setting, sampler, []))
@@ -292,9 +302,15 @@ def _loop(
         _checkpoint(runs, agent_state, step)
 
 
-def load_trained(algo: str, dataset: OfflineDataset, run_dir: Path, overrides: dict | None = None):
+def load_trained(
+    algo: str,
+    dataset: OfflineDataset,
+    run_dir: Path,
+    overrides: dict | None = None,
+    schedule_scale: float = 1.0,
+):
     """The agent stored in ``run_dir``'s checkpoint (for evaluation)."""
-    agent = build_agent(algo, dataset, 0, overrides)
+    agent = build_agent(algo, dataset, 0, overrides, schedule_scale)
     state = torch.load(run_dir / CHECKPOINT, weights_only=False)
     agent.load_state_dict(state["agent"])
     return agent, state["step"]

@@ -15,7 +15,7 @@ import pandas as pd
 
 from eval.bootstrap import bootstrap_ci
 from ramac.agents.base import AGENTS, _load_all
-from reports.leaderboard import leaderboard, write_tables
+from reports.leaderboard import budget_sentence, leaderboard, write_tables
 
 # summary column -> (table metric, scale, higher is better)
 METRICS = {
@@ -78,4 +78,5 @@ def write_bandit_leaderboards(
     )
     n_seeds = int(summary.groupby("algo")["seed"].nunique().min())
     caption = bandit_caption(n_seeds, int(summary["n_actions"].min()), eval_cfg)
+    caption += " " + budget_sentence(summary)
     return write_tables(table, out, "leaderboard", caption=caption, label="tab:bandit")

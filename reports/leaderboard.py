@@ -260,21 +260,67 @@ def caption_for(
     )
 
 
+def budget_sentence(summary: pd.DataFrame) -> str:
+    """What budget produced a table: updates per run against the paper profile's, and that
+    schedules (warm-ups, EMA start, lr decay) were scaled with it. Reads the per-run records'
+    ``train_steps`` and ``schedule_scale`` (older records without the scale say less)."""
+    steps = int(summary["train_steps"].max())
+    if "schedule_scale" not in summary or summary["schedule_scale"].isna().all():
+        return f"Budget: {steps:,} updates per run."
+    scale = float(summary["schedule_scale"].max())
+    paper = round(steps / scale)
+    if abs(scale - 1.0) < 1e-9:
+        return f"Budget: the paper's, {steps:,} updates per run."
+    return (
+        f"Budget: {steps:,} updates per run, {scale:.3g} x the paper's {paper:,}; NOT the "
+        f"paper's budget. Schedule lengths (eta warm-up and ramp, EMA start, lr decay) are "
+        f"stated against the paper's budget and scaled by the same factor."
+    )
+
+
 def ood_caption_for(
     n_seeds: int,
     kappa: float = 3.0,
     interval: str = "standard error across seeds",
     fmt: str = "latex",
+    detector: str = "joint",
+    neighbours: int | None = None,
 ) -> str:
-    """The sentence for an OOD-rate table: the detector, kappa, seeds, the ± and bold rules."""
+    """The sentence for an OOD-rate table: the detector, kappa, seeds, the ± and bold rules.
+    ``detector`` is the feature space the runs recorded (``eval.ood``: ``joint`` or
+    ``state_conditioned``, whose ``neighbours`` is its k)."""
+    if detector == "state_conditioned":
+        what = (
+            f"the 1-NN state-conditioned detector, k = {neighbours}, kappa = {kappa:g} (an "
+            f"action is flagged when its distance to the nearest of the actions of the "
+            f"dataset's k nearest states, actions standardised by the dataset's action std, "
+            f"exceeds kappa times the dataset's mean leave-one-out distance of the same kind)"
+        )
+    elif detector == "joint":
+        what = (
+            f"the 1-NN detector (features standardised by the dataset; flagged when the "
+            f"distance to the nearest dataset point exceeds kappa = {kappa:g} times the "
+            f"dataset's mean leave-one-out 1-NN distance)"
+        )
+    else:
+        what = f"the 1-NN detector(s) {detector}, kappa = {kappa:g}"
     return (
-        f"Percentage of evaluation actions flagged out-of-distribution by the 1-NN detector "
-        f"(features standardised by the dataset; flagged when the distance to the nearest "
-        f"dataset point exceeds kappa = {kappa:g} times the dataset's mean leave-one-out "
-        f"1-NN distance), mean over {n_seeds} seeds; ± / brackets: {interval}. Lower is "
-        f"better: bold is the lowest rate of the row; {RUNNER_UP_WORDS.get(fmt, 'marked')}: "
-        f"runner-up."
+        f"Percentage of evaluation actions flagged out-of-distribution by {what}, mean over "
+        f"{n_seeds} seeds; ± / brackets: {interval}. Lower is better: bold is the lowest "
+        f"rate of the row; {RUNNER_UP_WORDS.get(fmt, 'marked')}: runner-up."
     )
+
+
+def ood_detector_of(summary: pd.DataFrame) -> dict:
+    """``detector`` and ``neighbours`` for ``ood_caption_for`` from the per-run records
+    (records from before the ``ood_detector`` column used the joint detector)."""
+    if "ood_detector" not in summary:
+        return {"detector": "joint", "neighbours": None}
+    names = sorted(set(summary["ood_detector"].fillna("joint")))
+    ks = sorted({int(k) for k in summary.get("ood_neighbours", pd.Series()).dropna()})
+    if len(names) > 1 or len(ks) > 1:  # runs evaluated under different settings
+        return {"detector": f"{' / '.join(names)} (mixed; k = {ks})", "neighbours": None}
+    return {"detector": names[0], "neighbours": ks[0] if ks else None}
 
 
 # --------------------------------------------------------------------------- writers

@@ -28,9 +28,11 @@ from ramac.errors import UserError
 from ramac.io import atomic_to_csv
 from reports.html import write_report
 from reports.leaderboard import (
+    budget_sentence,
     caption_for,
     leaderboard,
     ood_caption_for,
+    ood_detector_of,
     ood_table,
     to_html,
     write_tables,
@@ -113,6 +115,15 @@ def write_suite_reports(
     labelled = [_with_labels(frame) for frame in (agg, summary, logs, episodes)]
     common = {"datasets": [dataset_label(d) for d in datasets], "algos": algos, "labels": names}
     figures = _write_figures(out / "figures", *labelled, eval_cfg, common)
+    if (out / "curves.csv").exists():  # runs that kept a snapshot at every checkpoint
+        from figures.d4rl import plot_learning_curves
+
+        curves = _with_labels(pd.read_csv(out / "curves.csv"))
+        for metric, title in (("mean_return", "mean return"), ("cvar", "CVaR")):
+            stem = out / "figures" / f"{metric}_curves"
+            figures[f"Learning curves ({title} per checkpoint)"] = plot_learning_curves(
+                curves, stem, metric, **common
+            )
     sections += [(title, paths[0]) for title, paths in figures.items()]
     sections.append(("Records", records_html(out, summary)))
     return write_report(out / "report.html", "ramac: Stochastic-D4RL", sections)
@@ -135,8 +146,10 @@ def _write_tables(
     rows = {d: dataset_label(d) for d in datasets}
     checkpoint = "; ".join(sorted(set(summary["checkpoint"])))
     n_seeds, per_seed = int(agg["n_seeds"].min()), int(agg["episodes_per_seed"].min())
-    caption = caption_for(
-        n_seeds, per_seed, eval_cfg["alpha"], eval_cfg["cvar_rule"], checkpoint=checkpoint
+    budget = budget_sentence(summary)
+    rule = eval_cfg["cvar_rule"]
+    caption = (
+        f"{caption_for(n_seeds, per_seed, eval_cfg['alpha'], rule, checkpoint=checkpoint)} {budget}"
     )
     with_score = agg["normalised"].notna().all()
     main = leaderboard(
@@ -150,8 +163,14 @@ def _write_tables(
     ood = ood_table(
         summary.assign(algo=summary["algo"].map(names)), rows=rows, algo_order=list(names.values())
     )
-    ood_caption = ood_caption_for(
-        int(summary.groupby("algo")["seed"].nunique().min()), eval_cfg["kappa"]
+    ood_caption = (
+        ood_caption_for(
+            int(summary.groupby("algo")["seed"].nunique().min()),
+            eval_cfg["kappa"],
+            **ood_detector_of(summary),
+        )
+        + " "
+        + budget
     )
     write_tables(ood, out, "ood", caption=ood_caption, label="tab:ood")
     return [

@@ -18,9 +18,11 @@ IQN = {"critic_hidden": 16, "embed_dim": 8, "head_hidden": 16, "n_quantiles": 8,
 TINY = {
     "radac": IQN | {"actor_hidden": 16, "n_steps": 3, "ema_start": 2, "ema_every": 1},
     "rafmac": IQN | {"actor_hidden": 16, "n_steps": 3},
+    "rafmac_public": IQN | {"actor_hidden": 16, "n_steps": 3},
     "oraac": IQN | {"actor_hidden": [16], "prior_hidden": 16, "target_update_every": 2},
     "fql": {"actor_hidden": 16, "critic_hidden": 16, "flow_steps": 3, "grad_norm": 1.0},
-    "diffusion_ql": {"actor_hidden": 16, "critic_hidden": 16, "n_steps": 3},
+    # a cosine lr decay short enough to move the lr in the test's few updates
+    "diffusion_ql": {"actor_hidden": 16, "critic_hidden": 16, "n_steps": 3, "lr_decay_steps": 6},
     "bc": {"actor_hidden": 16, "n_steps": 3, "grad_norm": 1.0},
 }
 

@@ -12,6 +12,7 @@ agent here and K seeds at once in :mod:`ramac.seed_parallel`.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ramac.agents.common import grad_step
-from ramac.config import algo_values, build
+from ramac.config import algo_values, build, scale_schedules
 from ramac.data.dataset import Batch
 from ramac.errors import UserError
 
@@ -95,6 +96,7 @@ class Agent:
         last value, so every row of the log has every column.
         """
         b = self.batch_to_device(batch)
+        self.schedule_learning_rates()
         logs: dict[str, Tensor] = {}
         for phase in self.phases():
             loss, values = phase.loss(b)
@@ -106,6 +108,23 @@ class Agent:
         self.step += 1
         self.carry.update({name: float(value) for name, value in logs.items()})
         return dict(self.carry)
+
+    def schedule_learning_rates(self) -> None:
+        """Cosine decay of every optimiser's lr to 0 over ``lr_decay_steps`` updates.
+
+        Diffusion-QL's recommended D4RL setting (``--lr_decay``: CosineAnnealingLR over the
+        whole run, ``agents/ql_diffusion.py`` of Zhendong-Wang/Diffusion-Policies-for-Offline-RL),
+        here smooth per update rather than per 1000-update epoch. Configs without
+        ``lr_decay_steps``, or with 0, keep a constant lr. The base lr is kept in each
+        param group as ``initial_lr`` (torch's convention), so it travels with checkpoints.
+        """
+        total = getattr(self.config, "lr_decay_steps", 0)
+        if not total:
+            return
+        factor = 0.5 * (1.0 + math.cos(math.pi * min(self.step, total) / total))
+        for optimizer in self.optims.values():
+            for group in optimizer.param_groups:
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
     def add_net(self, name: str, net: nn.Module) -> nn.Module:
         """Register a trained network (moved to the agent's device)."""
@@ -189,15 +208,21 @@ def register(name: str, config_cls: type, agent_cls: type[Agent], display_name: 
     AGENTS[name] = AgentEntry(config_cls, agent_cls, display_name)
 
 
-def make_config(name: str, dataset: str | None = None, overrides: dict | None = None) -> Any:
-    """The config of ``name``: YAML defaults, then the dataset's overrides, then ``overrides``."""
+def make_config(
+    name: str,
+    dataset: str | None = None,
+    overrides: dict | None = None,
+    schedule_scale: float = 1.0,
+) -> Any:
+    """The config of ``name``: YAML defaults, then the dataset's overrides, then ``overrides``,
+    with schedule lengths scaled by ``schedule_scale`` (run budget / paper budget)."""
     _load_all()
     if name not in AGENTS:
         raise UserError(f"unknown algorithm '{name}' (known: {', '.join(sorted(AGENTS))})")
     values = algo_values(name, dataset)
     values.update(overrides or {})
     where = f"configs/algos/{name}.yaml" + (f" [{dataset}]" if dataset else "")
-    return build(AGENTS[name].config_cls, values, where)
+    return scale_schedules(build(AGENTS[name].config_cls, values, where), schedule_scale)
 
 
 def make_agent(
@@ -207,9 +232,10 @@ def make_agent(
     max_action: float,
     dataset: str | None = None,
     overrides: dict | None = None,
+    schedule_scale: float = 1.0,
 ) -> Agent:
     """Build agent ``name`` for a dataset (unknown name or config key: UserError)."""
-    config = make_config(name, dataset, overrides)
+    config = make_config(name, dataset, overrides, schedule_scale)
     return AGENTS[name].agent_cls(obs_dim, act_dim, max_action, config)
 
 

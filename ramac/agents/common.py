@@ -180,10 +180,13 @@ def ema_tick(
 ) -> None:
     """Every ``every`` steps: copy ``model`` into the EMA before ``start``, average after.
 
-    So the average starts from the online weights at ``start`` (the DDPM-trainer
-    convention Diffusion-QL follows). The RADAC code never resets it: its EMA starts from
-    the *initial* actor, whose random target actions then leak into the critic for the
-    first ``start`` steps (ref: ramac-oraac-code.md §1 step 6, §8.5).
+    So the average starts from the online weights at ``start``. Neither public code does
+    this: Diffusion-QL's ``step_ema`` returns before ``step_start_ema``
+    (agents/ql_diffusion.py of Zhendong-Wang/Diffusion-Policies-for-Offline-RL @ a37a009)
+    and the RADAC code does the same, so both EMAs stay the *initial* actor until then and
+    its random target actions leak into the critic for the first ``start`` steps. Copying
+    the online weights is the fix list's choice (docs/fidelity.md); with ``start`` scaled
+    to a short budget the two differ for a handful of updates only.
     """
     if step % every:
         return

@@ -9,14 +9,29 @@ default uses uniform ones), targets bootstrap (its ``bandit=True`` never does), 
 is not inverted, rewards are not clamped to [-1, 1], and the learning rates, alpha and
 distortion are wired from the config. The EMA (its ``ema_v``, saved but unused there)
 provides the target actions, as in RADAC.
+
+The risk weight. In the public code eta = 1000 multiplies a normalised (~ +-1) Q term whose
+gradient reaches only the unused student; carried over to the evaluated Euler policy it
+leaves BC ~0.1% of the loss, and the policy saturates at +-1 (docs/fidelity.md: after 500
+updates on generated HalfCheetah medium-expert, 94% of action coordinates at +-1, return
+-112 vs BC's 22-41). RAFMAC and RADAC are one actor loss with two samplers (paper §4:
+lambda_bc * BC - eta * CVaR), so RAFMAC takes RADAC's per-dataset eta, warm-up and ramp on
+the same unnormalised CVaR term: the risk term then pulls each sampled action with the same
+force in both, and each BC loss is an O(1) regression (eps-MSE vs velocity-MSE).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ramac.agents.base import register
+import torch
+from torch import Tensor, nn
+
+from ramac.agents.base import Phase, register
+from ramac.agents.common import eta_at, no_param_grads
 from ramac.agents.radac import RADAC, RADACConfig
+from ramac.data.dataset import Batch
+from ramac.nets.mlp import mlp
 
 
 @dataclass
@@ -31,8 +46,8 @@ class RAFMACConfig(RADACConfig):
     # 16, not the public Sinusoidal(4): FlowActor scales t by 1000, which a 4-dim
     # embedding (frequencies 1 and 1e-4) would alias; 16 frequencies span it.
     time_dim: int = 16
-    eta: float = 1000.0  # on the normalised risk term, so it is ~ +-1000 vs BC (ref §2)
-    normalize_q: bool = True  # ref §2 "normalize_q_loss true"
+    eta: float = 0.02  # RADAC's per-dataset eta on the raw CVaR term (see the docstring)
+    normalize_q: bool = False  # as RADAC (the public eta 1000 on a normalised term: no)
     ema_start: int = 500  # ref §2 ``ema_v``: every 5 steps after step 500
     n_quantiles: int = 32  # 32 levels per call (ref §2)
     critic_hidden: int = 128  # state / action layers [h] (ref §2)
@@ -49,3 +64,48 @@ class RAFMAC(RADAC):
 
 
 register("rafmac", RAFMACConfig, RAFMAC, "RAFMAC")
+
+
+@dataclass
+class RAFMACPublicConfig(RAFMACConfig):
+    """RAFMAC as configs/rafmac.yaml of the public code trains it (see RAFMACPublic)."""
+
+    eta: float = 1000.0  # rafmac.yaml: on the normalised Q term of the student
+    normalize_q: bool = True  # rafmac.yaml normalize_q_loss: true
+    risk: str = "neutral"  # its default path evaluates the critics at uniform levels
+
+
+class RAFMACPublic(RAFMAC):
+    """The public code's RAFMAC design, for comparison only: the Q term trains a one-step
+    student a = clamp(g(s, z)) (cat[s, z] -> h, Mish, h, Mish -> act) that never acts, and the
+    evaluated Euler policy gets only the flow-matching BC loss, so this is flow BC with an
+    idle critic and student. agents/rafmac.py of KaiFukazawa/RAMAC @ f2c1ed6; its bugs
+    (no bootstrapping, inverted not_done, rewards clamped to +-1) are not reproduced.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, max_action: float, config) -> None:
+        super().__init__(obs_dim, act_dim, max_action, config)
+        h = config.actor_hidden
+        self.student = self.add_net("student", mlp(obs_dim + act_dim, [h, h], act_dim, nn.Mish))
+        self.optims["student"] = torch.optim.Adam(self.student.parameters(), lr=config.lr_actor)
+
+    def phases(self) -> list[Phase]:
+        """RADAC's critic and actor steps (the actor's loss is BC alone), then the student's."""
+        return [*super().phases(), Phase("student", self.student_loss, self.config.grad_norm)]
+
+    def actor_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        bc = self.actor.loss(b.actions, b.obs)
+        return self.config.lambda_bc * bc, {"actor_loss": bc.detach(), "bc_loss": bc.detach()}
+
+    def student_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """-eta * (normalised Q term) at the student's actions for fresh noise z ~ N(0, I)."""
+        c = self.config
+        eta = eta_at(self.step, c.eta, c.eta_warmup_steps, c.eta_ramp_steps)
+        noise = torch.randn(b.obs.shape[0], self.act_dim, device=b.obs.device)
+        actions = self.student(torch.cat([b.obs, noise], dim=-1))
+        with no_param_grads(self.critic):
+            q_term = self.risk_term(b.obs, actions.clamp(-self.max_action, self.max_action))
+        return -eta * q_term, {"risk": q_term.detach()}
+
+
+register("rafmac_public", RAFMACPublicConfig, RAFMACPublic, "RAFMAC (public code)")

@@ -80,6 +80,14 @@ class IQNEnsemble(nn.Module):
     tau -> cos(pi i tau), i < n_cos -> Linear(embed_dim)+ReLU = psi(tau);
     phi * psi -> Linear(head_hidden)+ReLU -> Linear(1). phi is computed once per (s, a) and
     broadcast over the quantile levels (the public code repeats s and a N times instead).
+
+    Three differences from the public critic (utils/quantile_value.py of KaiFukazawa/RAMAC
+    @ f2c1ed6), each deliberate: ``n_cos`` is its own setting (the public code ties the
+    cosine size to the number of sampled levels N, so N = 8 leaves 8 frequencies; IQN's
+    paper uses 64, Dabney et al. 2018 sec. 3.1); hidden layers use ``nn.Linear``'s default
+    initialisation and the head U(+-3e-3) (public: N(0, 0.1) and U(+-3e-4)); and levels
+    may differ per batch row, [B, N] (public: one [N] draw shared by the batch; a shared
+    [N] is accepted too), which lowers the variance of the loss and the risk term.
     """
 
     def __init__(

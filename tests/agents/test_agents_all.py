@@ -19,7 +19,9 @@ TINY = {
     "rafmac": dict(
         batch_size=16, ema_start=2, ema_every=1, critic_activation="leaky_relu", **_IQN, **_DIFF
     ),
+    "rafmac_public": dict(batch_size=16, ema_start=2, ema_every=1, **_IQN, **_DIFF),
     "oraac": dict(batch_size=16, actor_hidden=[16, 16], prior_hidden=16, **_IQN),
+    "oraac_published": dict(batch_size=16, actor_hidden=[16, 16], prior_hidden=16, **_IQN),
     "oraac_diff": dict(batch_size=16, actor_hidden=[16], prior_hidden=16, prior_steps=2, **_IQN),
     "oraac_flow": dict(batch_size=16, actor_hidden=[16], prior_hidden=16, prior_steps=2, **_IQN),
     "diffusion_ql": dict(

@@ -20,9 +20,11 @@ def test_registry_names_and_display_names():
     assert {name: entry.display_name for name, entry in AGENTS.items()} == {
         "radac": "RADAC",
         "rafmac": "RAFMAC",
+        "rafmac_public": "RAFMAC (public code)",
         "oraac": "ORAAC",
         "oraac_diff": "ORAAC-Diff.",
         "oraac_flow": "ORAAC-Flow",
+        "oraac_published": "ORAAC (published settings)",
         "diffusion_ql": "Diffusion-QL",
         "fql": "FQL",
         "cvae_ql": "CVAE-QL",
@@ -62,7 +64,7 @@ def test_paper_datasets_have_radac_and_rafmac_overrides():
     assert make_config("radac", "hopper-medium-replay-v2").q_clip == 150.0
     assert make_config("rafmac", "hopper-medium-replay-v2").grad_norm == 0.8
     assert make_config("diffusion_ql", "hopper-medium-expert-v2").grad_norm == 5.0
-    assert make_config("oraac", "halfcheetah-medium-expert-v2").risk == "wang"
+    assert make_config("oraac_published", "halfcheetah-medium-expert-v2").risk == "wang"
 
 
 def test_unknown_override_key_is_a_user_error():
@@ -98,3 +100,19 @@ def test_oraac_family_shares_one_agent_with_different_priors():
         "diffusion",
         "flow",
     )
+
+
+@pytest.mark.parametrize("name", ["oraac", "oraac_diff", "oraac_flow"])
+def test_oraac_family_optimises_cvar_01_on_every_dataset(name):
+    """The paper's table reports CVaR_0.1 and treats the ORAAC family as CVaR_0.1 methods."""
+    for dataset in [None, *SIX]:
+        config = make_config(name, dataset)
+        assert (config.risk, config.risk_param) == ("cvar", 0.1), dataset
+        assert (config.gamma, config.tau) == (0.99, 0.005), dataset
+
+
+def test_oraac_published_keeps_the_authors_per_task_settings():
+    hopper = make_config("oraac_published", "hopper-medium-replay-v2")
+    assert (hopper.gamma, hopper.tau, hopper.critic_hidden) == (0.9, 0.05, 128)
+    cheetah = make_config("oraac_published", "halfcheetah-medium-replay-v2")
+    assert (cheetah.risk, cheetah.risk_param) == ("wang", -0.75)

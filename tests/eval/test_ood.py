@@ -1,5 +1,7 @@
-"""The 1-NN OOD detector: exact distances, leave-one-out, chunking, kappa thresholds."""
+"""The 1-NN OOD detectors: exact distances, leave-one-out, chunking, kappa thresholds, the
+joint and the state-conditioned feature spaces."""
 
+import json
 import math
 
 import numpy as np
@@ -7,7 +9,15 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from eval.ood import OODDetector, _faiss_available, _TorchEngine, nearest_neighbour_distance
+from eval.ood import (
+    DEFAULT_CHUNK_BYTES,
+    OODDetector,
+    StateConditionedDetector,
+    _faiss_available,
+    _TorchEngine,
+    fit_detector,
+    nearest_neighbour_distance,
+)
 from ramac.errors import UserError
 
 
@@ -388,3 +398,133 @@ def test_rate_columns_equal_separate_rate_and_sweep():
         "ood_rate_k5": detector.sweep(queries, [5])[5.0],
     }
     assert 0.0 < columns["ood_rate_k1"] and columns["ood_rate_k5"] <= columns["ood_rate"]
+
+
+# --------------------------------------------------------------------------- k-NN and the
+# state-conditioned detector
+
+
+@pytest.mark.parametrize("precision", ["mixed", "float64"])
+@pytest.mark.parametrize("chunk_bytes", [8 * 40, DEFAULT_CHUNK_BYTES])
+def test_k_nearest_matches_cdist(precision, chunk_bytes):
+    rng = np.random.default_rng(20)
+    x = rng.normal(size=(700, 5)) + 10.0
+    q = rng.normal(size=(60, 5)) * 2 + 10.0
+    engine = _TorchEngine(x, precision=precision, chunk_bytes=chunk_bytes)
+    dist, idx = engine.k_nearest(q, 7)
+    full = cdist(q, x)
+    expected = np.sort(full, axis=1)[:, :7]
+    np.testing.assert_allclose(dist, expected, rtol=1e-9)
+    np.testing.assert_allclose(full[np.arange(60)[:, None], idx], dist, rtol=1e-12)
+    # leave-one-out: each point's own row is skipped by index, so a duplicate still counts
+    x = np.vstack([x, x[:3]])
+    own = np.arange(len(x))
+    loo_dist, loo_idx = _TorchEngine(x, precision=precision).k_nearest(x, 4, own)
+    full = cdist(x, x)
+    full[own, own] = np.inf
+    np.testing.assert_allclose(loo_dist, np.sort(full, axis=1)[:, :4], rtol=1e-9, atol=1e-12)
+    assert not np.any(loo_idx == own[:, None])
+    assert np.all(loo_dist[:3, 0] == 0) and np.all(loo_dist[-3:, 0] == 0)
+
+
+def line_data():
+    """Three states on a line (0, 1, 3; 1-D) with actions 0, 0.5 and 2 (1-D). No ties:
+    state 0's nearest other state is 1, state 1's is 0 (1 < 2), state 3's is 1 (2 < 3)."""
+    return np.array([[0.0], [1.0], [3.0]]), np.array([[0.0], [0.5], [2.0]])
+
+
+def test_state_conditioned_on_hand_made_points():
+    states, actions = line_data()
+    det = StateConditionedDetector(neighbours=1, action_scale="raw").fit(states, actions)
+    # left out one at a time, k = 1: |0 - 0.5|, |0.5 - 0|, |2 - 0.5| -> mean 2.5 / 3
+    assert det.ref_distance == pytest.approx(5 / 6, rel=1e-12)
+    # a state near the second one (1.1: nearest state 1) -> compared with action 0.5
+    queries = np.array([[1.1, 0.5], [1.1, 1.5], [1.1, -0.5], [2.9, 2.0], [2.9, 0.5]])
+    np.testing.assert_allclose(det.distances(queries), [0.0, 1.0, 1.0, 0.0, 1.5], atol=1e-12)
+    # thresholds by hand: kappa = 1 -> 5/6 (1.0 flagged), kappa = 1.5 -> 1.25 (1.0 is not)
+    assert det.is_ood(queries, kappa=1).tolist() == [False, True, True, False, True]
+    assert det.is_ood(queries, kappa=1.5).tolist() == [False, False, False, False, True]
+    assert det.is_ood(queries, kappa=3).tolist() == [False] * 5  # 3 x 5/6 = 2.5
+    assert det.rate_columns(queries, 1.0, [1.5, 3]) == {
+        "ood_rate": 0.6,
+        "ood_rate_k1.5": 0.2,
+        "ood_rate_k3": 0.0,
+    }
+
+
+def test_state_conditioned_with_more_neighbours_and_action_std():
+    states, actions = line_data()
+    det = StateConditionedDetector(neighbours=2, action_scale="raw").fit(states, actions)
+    # k = 2, left out: state 0 sees actions {0.5, 2} -> 0.5; state 1 {0, 2} -> 0.5;
+    # state 3 {0.5, 0} -> 1.5; mean 5/6 again. Query state 1.1 sees states 1 and 0.
+    assert det.ref_distance == pytest.approx(5 / 6, rel=1e-12)
+    np.testing.assert_allclose(det.distances(np.array([[1.1, -0.3], [1.1, 0.3]])), [0.3, 0.2])
+    # action_scale="std": every action distance divided by the data's action std
+    std = actions.std()
+    scaled = StateConditionedDetector(neighbours=2).fit(states, actions)
+    assert scaled.ref_distance == pytest.approx(5 / 6 / std, rel=1e-12)
+    np.testing.assert_allclose(scaled.distances(np.array([[1.1, -0.3]])), [0.3 / std])
+    # states are standardised: stretching them changes no neighbour and no distance
+    stretched = StateConditionedDetector(neighbours=2).fit(states * 100 + 7, actions)
+    assert stretched.ref_distance == pytest.approx(scaled.ref_distance, rel=1e-12)
+
+
+def deterministic_policy_data(rng, n):
+    """(states [n, 17], actions [n, 6]): states made of 12 smooth functions of a 2-D latent
+    plus 5 pure-noise features; actions a deterministic function of the latent."""
+    latent = rng.uniform(0, 2 * np.pi, size=(n, 2))
+    freqs = np.random.default_rng(0).integers(1, 3, size=(12, 2))
+    phase = np.random.default_rng(1).uniform(0, 2 * np.pi, 12)
+    states = np.hstack([np.sin(latent @ freqs.T + phase), rng.normal(size=(n, 5))])
+    weights = np.random.default_rng(2).normal(size=(4, 6))
+    actions = np.tanh(np.hstack([np.sin(latent), np.cos(latent)]) @ weights)
+    return states, actions
+
+
+def test_random_actions_are_seen_by_the_state_conditioned_detector_only():
+    # Issue 11 in miniature: the joint detector's 17 standardised state features swamp the
+    # 6 action ones, so random actions at dataset states pass; conditioning on the state
+    # flags them.
+    rng = np.random.default_rng(21)
+    states, actions = deterministic_policy_data(rng, 3500)
+    fit_states, fit_actions = states[:3000], actions[:3000]
+    held_out = np.hstack([states[3000:], actions[3000:]])
+    random = np.hstack([states[3000:], rng.uniform(-1, 1, size=(500, 6))])
+    joint = fit_detector("joint", fit_states, fit_actions, loo_sample=None)
+    conditioned = fit_detector(
+        "state_conditioned", fit_states, fit_actions, neighbours=5, loo_sample=None
+    )
+    assert joint.name == "joint" and conditioned.name == "state_conditioned"
+    assert joint.ood_rate(random) < 0.05  # the failure mode: random actions unseen
+    assert conditioned.ood_rate(random) > 0.9
+    # held-out pairs of the same policy stay in distribution, up to the tail of their
+    # distances (2-4% over seeds here; the calibration on real data is the benchmark's)
+    assert conditioned.ood_rate(held_out) <= 0.05
+
+
+def test_state_conditioned_subsample_state_and_errors():
+    rng = np.random.default_rng(22)
+    states, actions = deterministic_policy_data(rng, 800)
+    full = StateConditionedDetector(neighbours=3).fit(states, actions, loo_sample=None)
+    a = StateConditionedDetector(neighbours=3).fit(states, actions, loo_sample=200, seed=4)
+    b = StateConditionedDetector(neighbours=3).fit(states, actions, loo_sample=200, seed=4)
+    assert a.ref_distance == b.ref_distance == pytest.approx(full.ref_distance, rel=0.2)
+    state = a.state()
+    assert json.loads(json.dumps(state)) == state
+    assert state["neighbours"] == 3 and state["loo_points"] == 200 and state["n"] == 800
+    assert state["features"] == "state_conditioned" and state["action_scale"] == "std"
+    with pytest.raises(UserError, match="more than k"):
+        StateConditionedDetector(neighbours=3).fit(states[:3], actions[:3])
+    with pytest.raises(ValueError, match="columns"):
+        a.distances(states)  # states without their actions
+    with pytest.raises(ValueError):
+        StateConditionedDetector(neighbours=0)
+    with pytest.raises(ValueError):
+        StateConditionedDetector(action_scale="unit")
+    with pytest.raises(RuntimeError):
+        StateConditionedDetector().distances(np.zeros((1, 23)))
+    with pytest.raises(UserError, match="duplicate"):
+        StateConditionedDetector(neighbours=1).fit(np.arange(4.0)[:, None], np.zeros((4, 1)))
+    with pytest.raises(UserError, match="state_conditioned"):
+        fit_detector("actions_only", states, actions)
+    assert math.isnan(a.ood_rate(np.zeros((0, 23))))
