@@ -5,9 +5,10 @@
     python reproduce.py all                                   # what `make reproduce` runs
 
 Profiles scale budgets, never algorithms: `smoke` (seconds; CI), `quick` (the default main
-job on one CPU machine), `cpu` (hours: learning on HalfCheetah), `paper` (the paper's budgets). Every stage reads the previous
-stage's files and writes its own, so any stage can be re-run alone, and finished runs
-(a `done` file) are skipped. Errors you can fix end with one line and exit code 2.
+job on one CPU machine), `cpu` (hours: learning on HalfCheetah), `paper` (the paper's
+budgets). Every stage reads the previous stage's files and writes its own, so any stage
+can be re-run alone, and finished runs (a `done` file) are skipped. Errors you can fix
+end with one line and exit code 2.
 """
 
 from __future__ import annotations
