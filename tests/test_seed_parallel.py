@@ -24,6 +24,22 @@ TINY = {
     # a cosine lr decay short enough to move the lr in the test's few updates
     "diffusion_ql": {"actor_hidden": 16, "critic_hidden": 16, "n_steps": 3, "lr_decay_steps": 6},
     "bc": {"actor_hidden": 16, "n_steps": 3, "grad_norm": 1.0},
+    # log alpha and alpha' are 0-d parameters with their own Adams: [K] in a stack
+    "cql": {
+        "actor_hidden": 16,
+        "critic_hidden": 16,
+        "cql_n_actions": 3,
+        "cql_lagrange": True,
+        "entropy_tuning": True,
+    },
+    "codac": IQN
+    | {
+        "actor_hidden": 16,
+        "cql_n_actions": 3,
+        "cql_lagrange": True,
+        "entropy_tuning": True,
+        "alpha": 1.0,
+    },
 }
 
 
@@ -75,7 +91,7 @@ def test_a_one_seed_stack_reproduces_a_separate_run(algo):
     assert_states_close(single.state_dict(), stack.agent_state(0), rtol=1e-4, atol=2e-6)
 
 
-@pytest.mark.parametrize("algo", ["radac", "fql", "oraac"])
+@pytest.mark.parametrize("algo", ["radac", "fql", "oraac", "cql", "codac"])
 def test_a_seed_does_not_feel_the_other_seeds_data(algo):
     """Seed 0's run is bit-identical whatever seed 1 trains on, even gradients 1000x larger
     (which its per-seed gradient clipping must keep to itself)."""

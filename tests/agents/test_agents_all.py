@@ -44,6 +44,25 @@ TINY = {
         time_dim=8,
     ),
     "bc": dict(batch_size=16, **_DIFF),
+    # Tuned temperature and the Lagrange multiplier on, so their own optimisers are covered.
+    "cql": dict(
+        batch_size=16,
+        actor_hidden=16,
+        critic_hidden=16,
+        cql_n_actions=3,
+        cql_lagrange=True,
+        entropy_tuning=True,
+    ),
+    "codac": dict(
+        batch_size=16,
+        actor_hidden=16,
+        cql_n_actions=3,
+        n_penalty_quantiles=2,
+        cql_lagrange=True,
+        entropy_tuning=True,
+        alpha=1.0,
+        **_IQN,
+    ),
 }
 NAMES = sorted(AGENTS)
 

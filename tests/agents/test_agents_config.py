@@ -29,6 +29,8 @@ def test_registry_names_and_display_names():
         "fql": "FQL",
         "cvae_ql": "CVAE-QL",
         "bc": "BC",
+        "cql": "CQL",
+        "codac": "CODAC",
     }
     for name, (config_cls, _agent_cls, display) in AGENTS.items():  # rows unpack as tuples
         assert dataclasses.is_dataclass(config_cls) and isinstance(display, str)
