@@ -30,16 +30,20 @@ def run_episodes(
     seeds: Sequence[int],
     max_episode_steps: int | None = None,
     visit: Visitor | None = None,
+    env_id: str | None = None,
 ) -> pd.DataFrame:
     """One episode per seed, all stepped together; returns one row per episode.
 
-    Columns: episode (index into ``seeds``), env_seed, return, length, risky_steps,
+    ``env_id`` is the simulator (``Walker2d-v4``; default: the task's v5 env, see
+    ``ramac.envs.mujoco``); it is recorded in the ``env_id`` column.
+
+    Columns: episode (index into ``seeds``), env_seed, env_id, return, length, risky_steps,
     terminated, truncated. ``policy`` maps a batch of observations [k, obs_dim] to actions
     (k = the episodes still running). ``visit(obs, actions)``, when given, receives the
     (state, action) pairs of those episodes at each step (for the OOD detector).
     """
     n = len(seeds)
-    envs = [make_env(task, hazard, int(s), max_episode_steps) for s in seeds]
+    envs = [make_env(task, hazard, int(s), max_episode_steps, env_id) for s in seeds]
     obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds, strict=True)])
     returns = np.zeros(n)
     lengths = np.zeros(n, dtype=int)
@@ -64,6 +68,7 @@ def run_episodes(
         {
             "episode": np.arange(n),
             "env_seed": np.asarray(seeds, dtype=int),
+            "env_id": envs[0].spec.id if envs else env_id,
             "return": returns,
             "length": lengths,
             "risky_steps": risky,

@@ -10,6 +10,12 @@ Stages: ``data`` makes (or finds) every dataset in the main process first, so pa
 workers never race to write one; ``train`` trains (resuming a killed run from its last
 checkpoint); ``evaluate`` rolls out the chosen checkpoint and records episodes and the OOD
 rate; ``all`` does both in one job per run. A run with a ``done`` file is skipped.
+
+The evaluation simulator follows the data (:func:`eval_env`): the env the dataset's
+provenance records (D4RL files: Gymnasium v4, D4RL's collection dynamics; generated data:
+the env its file records, v5), unless the suite's ``eval.env`` overrides it with a stated
+reason. The choice is written into ``config.yaml``, ``metrics.json`` / ``summary.csv``,
+``episodes.csv`` and the table captions.
 """
 
 from __future__ import annotations
@@ -49,9 +55,10 @@ from pipeline.runs import (
 )
 from ramac.agents.base import make_config
 from ramac.config import CONFIG_DIR, ROOT, config_hash
+from ramac.data.behaviour import ENV_IDS
 from ramac.data.dataset import OfflineDataset
-from ramac.envs.hazards import HazardSpec, load_hazard, relabel
-from ramac.envs.mujoco import FULL_HORIZON, PAPER_HORIZONS, task_of
+from ramac.envs.hazards import HazardSpec, dataset_key, load_hazard, relabel
+from ramac.envs.mujoco import ENV_VERSIONS, FULL_HORIZON, PAPER_HORIZONS, env_id_for, task_of
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv
 from ramac.records import package_versions, write_yaml
@@ -92,12 +99,18 @@ class DataSpec:
 
     @property
     def kind(self) -> str:
-        return self.name.split("-", 1)[1]
+        return dataset_key(self.name).split("-", 1)[1]
 
     @property
     def config_key(self) -> str:
         """The D4RL name whose hyperparameter overrides apply (``hopper-medium-expert-v2``)."""
-        return f"{self.name}-v2"
+        return f"{dataset_key(self.name)}-v2"
+
+    @property
+    def d4rl_name(self) -> str:
+        """The D4RL file a ``d4rl`` source reads: the name's own version (``hopper-medium-v0``
+        for ORAAC's data), else v2."""
+        return self.name if dataset_key(self.name) != self.name else f"{self.name}-v2"
 
     def hazard(self) -> HazardSpec:
         return load_hazard(self.hazard_set, self.name)
@@ -144,9 +157,10 @@ def prepare_data(spec: DataSpec) -> None:
 
         ensure_dataset(spec.task, spec.kind, spec.size, spec.data_seed)
     else:
-        from ramac.data.d4rl import locate, resolve_info
+        from ramac.data.d4rl import ensure_card, locate, resolve_info
 
-        locate(resolve_info(spec.config_key), allow_download=True)
+        info = resolve_info(spec.d4rl_name)
+        ensure_card(locate(info, allow_download=True), info.task)  # warns: falls unlabellable
     spec.hazard()  # an uncalibrated or missing hazard fails here, before any training
 
 
@@ -160,8 +174,49 @@ def load_dataset(spec: DataSpec) -> OfflineDataset:
     else:
         from ramac.data.d4rl import load_d4rl
 
-        dataset = load_d4rl(spec.config_key, download=False)
+        dataset = load_d4rl(spec.d4rl_name, download=False)
     return relabel(dataset, spec.hazard(), seed=spec.relabel_seed)
+
+
+def check_env_setting(eval_cfg: dict[str, Any], suite_file: Path) -> None:
+    """``eval.env``: absent or ``data`` (the data's own simulator) or an override
+    ``{version: v4|v5, reason: "..."}``; anything else is an error when the plan is made."""
+    setting = eval_cfg.get("env", "data")
+    if setting == "data":
+        return
+    keys = set(setting) if isinstance(setting, dict) else set()
+    if keys != {"version", "reason"} or setting["version"] not in ENV_VERSIONS:
+        raise UserError(
+            f"{suite_file}: eval.env must be 'data' or {{version: {'|'.join(ENV_VERSIONS)}, "
+            f"reason: ...}}, got {setting!r}"
+        )
+    if not str(setting["reason"] or "").strip():
+        raise UserError(f"{suite_file}: eval.env overrides the data's simulator: state a reason")
+
+
+def eval_env(job: SuiteJob, provenance: Any) -> dict[str, str]:
+    """The simulator a run is evaluated in, who chose it and why.
+
+    By default the env the data was collected in, as its provenance records it (read from
+    the D4RL table / the generated file's metadata, never guessed); ``eval.env`` in the
+    suite overrides the version, with its reason.
+    """
+    setting = job.eval.get("env", "data")
+    if setting != "data":
+        return {
+            "env_id": env_id_for(job.data.task, setting["version"]),
+            "chosen_by": "suite override",
+            "reason": str(setting["reason"]).strip(),
+        }
+    if not provenance.env_id:
+        raise UserError(
+            f"dataset {provenance.id} records no environment: set eval.env in the suite"
+        )
+    return {
+        "env_id": provenance.env_id,
+        "chosen_by": "data",
+        "reason": provenance.extra.get("env_source", "the dataset's provenance"),
+    }
 
 
 # ----------------------------------------------------------------------------- one run
@@ -180,10 +235,17 @@ def run_job(job: SuiteJob) -> dict[str, Any]:
 
 
 def _forget_stale_evaluation(job: SuiteJob) -> None:
-    """Move ``done`` aside when ``metrics.json`` was computed with other eval settings."""
+    """Move ``done`` aside when ``metrics.json`` was computed with other eval settings, or
+    in another simulator than the one the run is evaluated in now (records from before the
+    simulator was recorded were evaluated in the task's v5 env)."""
     done, metrics = job.run_dir / DONE, job.run_dir / METRICS
     if done.exists() and metrics.exists():
-        if json.loads(metrics.read_text()).get("eval_hash") != config_hash(job.eval):
+        recorded = json.loads(metrics.read_text())
+        env = recorded.get("eval_env", ENV_IDS[job.data.task])
+        if (
+            recorded.get("eval_hash") != config_hash(job.eval)
+            or env != eval_env(job, load_dataset(job.data).provenance)["env_id"]
+        ):
             done.rename(job.run_dir / "done.stale-eval")
 
 
@@ -237,6 +299,7 @@ def _write_config(job: SuiteJob, dataset: OfflineDataset, stack: list[int]) -> N
             "schedule_scale": job.schedule_scale,
             "algo_config": dataclasses.asdict(config),
             "eval": job.eval,
+            "eval_env": eval_env(job, dataset.provenance),  # the simulator; metrics.json too
             "data": dataclasses.asdict(job.data),
             "provenance": dataset.provenance.to_dict(),
             "versions": package_versions(),
@@ -258,8 +321,10 @@ def episode_seeds(seed: int, episodes: int) -> list[int]:
     return [EVAL_SEED_BASE + 1000 * seed + e for e in range(episodes)]
 
 
-def rollout_agent(agent: Any, job: SuiteJob, horizon: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """The run's evaluation episodes and every (state, action) pair the policy visited."""
+def rollout_agent(
+    agent: Any, job: SuiteJob, horizon: int, env_id: str | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The run's evaluation episodes in ``env_id`` and every (state, action) pair visited."""
     seeds = episode_seeds(job.seed, job.eval["episodes"])
     generator = torch.Generator().manual_seed(EVAL_SEED_BASE + job.seed)
     pairs: list[np.ndarray] = []
@@ -270,7 +335,9 @@ def rollout_agent(agent: Any, job: SuiteJob, horizon: int) -> tuple[pd.DataFrame
     def visit(obs: np.ndarray, actions: np.ndarray) -> None:
         pairs.append(np.hstack([obs, actions]))
 
-    episodes = run_episodes(policy, job.data.task, job.data.hazard(), seeds, horizon, visit)
+    episodes = run_episodes(
+        policy, job.data.task, job.data.hazard(), seeds, horizon, visit, env_id=env_id
+    )
     return episodes, np.concatenate(pairs)
 
 
@@ -290,16 +357,19 @@ def _trained_agent(job: SuiteJob, dataset: OfflineDataset) -> tuple[Any, int]:
 Rollout = tuple[int, pd.DataFrame, np.ndarray]  # (checkpoint step, episodes, visited pairs)
 
 
-def _rollouts(job: SuiteJob, dataset: OfflineDataset, horizon: int) -> list[Rollout]:
+def _rollouts(
+    job: SuiteJob, dataset: OfflineDataset, horizon: int, env_id: str | None = None
+) -> list[Rollout]:
     """The final checkpoint's rollout and, when snapshots are kept, every earlier snapshot's,
     in step order (a snapshot holds the same agent as the checkpoint of its step)."""
     agent, final_step = _trained_agent(job, dataset)
-    rollouts = [(final_step, *rollout_agent(agent, job, horizon))]
+    rollouts = [(final_step, *rollout_agent(agent, job, horizon, env_id))]
     if job.keep_snapshots:
         for path in sorted((job.run_dir / SNAPSHOT_DIR).glob("step*.pt")):
             if int(path.stem[4:]) != final_step:
                 agent.load_state_dict(torch.load(path, weights_only=False))
-                rollouts.append((int(path.stem[4:]), *rollout_agent(agent, job, horizon)))
+                step = int(path.stem[4:])
+                rollouts.append((step, *rollout_agent(agent, job, horizon, env_id)))
     return sorted(rollouts, key=lambda rollout: rollout[0])
 
 
@@ -349,7 +419,8 @@ def evaluate_run(job: SuiteJob, dataset: OfflineDataset) -> dict[str, Any]:
     """Roll out the run's checkpoint, write ``episodes.csv``; returns its metrics row."""
     start = time.perf_counter()
     horizon = horizon_steps(job.eval["horizon"], job.data.task)
-    rollouts = _rollouts(job, dataset, horizon)
+    env = eval_env(job, dataset.provenance)
+    rollouts = _rollouts(job, dataset, horizon, env["env_id"])
     if len(rollouts) > 1:
         _write_curve(job, rollouts)
     (step, episodes, pairs), label = _evaluated(rollouts, job.eval["checkpoint"])
@@ -369,6 +440,9 @@ def evaluate_run(job: SuiteJob, dataset: OfflineDataset) -> dict[str, Any]:
         **seed_row.to_dict(),
         "run": job.run_dir.name,
         "data_source": job.data.source,
+        "eval_env": env["env_id"],
+        "eval_env_chosen_by": env["chosen_by"],
+        "eval_env_reason": env["reason"],
         "horizon": horizon,
         "checkpoint": label,
         "checkpoint_step": step,
@@ -440,6 +514,7 @@ def make_plan(
     eval_cfg["checkpoint"] = checkpoint or eval_cfg["checkpoint"]
     if eval_cfg["checkpoint"] not in ("final", "best"):
         raise UserError(f"{suite_file}: eval.checkpoint must be 'final' or 'best'")
+    check_env_setting(eval_cfg, suite_file)
     out = out or default_out(source, profile)
     scale = schedule_scale(suite, steps)
     snapshots = bool(budget.get("snapshots")) or eval_cfg["checkpoint"] == "best"

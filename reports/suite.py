@@ -14,6 +14,7 @@ Nothing here trains or rolls out a model, so ``make tables`` takes seconds.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,13 @@ LEARNING_CURVE_METRICS = ("critic_loss", "bc_loss")  # the first one logged is p
 
 
 def dataset_label(name: str) -> str:
-    """``halfcheetah-medium-expert`` -> ``HalfCheetah-M-E`` (the paper's row labels)."""
-    task, kind = name.split("-", 1)
+    """``halfcheetah-medium-expert`` -> ``HalfCheetah-M-E`` (the paper's row labels); a D4RL
+    version in the name is kept: ``hopper-medium-v0`` -> ``Hopper-M (v0)``."""
+    version = re.search(r"-(v\d+)$", name)
+    task, kind = re.sub(r"-v\d+$", "", name).split("-", 1)
     tasks = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d"}
     short = "-".join(part[0].upper() for part in kind.split("-"))
-    return f"{tasks.get(task, task)}-{short}"
+    return f"{tasks.get(task, task)}-{short}" + (f" ({version.group(1)})" if version else "")
 
 
 def read_records(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -134,6 +137,27 @@ def _with_labels(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(dataset=frame["dataset"].map(dataset_label))
 
 
+def env_sentence(summary: pd.DataFrame) -> str:
+    """The simulator each table row was evaluated in, who chose it and why (from the
+    records; records from before the simulator was recorded used the tasks' v5 envs)."""
+    frame = summary.copy()
+    for column in ("eval_env", "eval_env_chosen_by", "eval_env_reason"):
+        if column not in frame:
+            frame[column] = np.nan
+    unrecorded = frame["eval_env"].isna()
+    frame.loc[unrecorded, "eval_env"] = "Gymnasium v5"
+    frame.loc[unrecorded, "eval_env_chosen_by"] = "not recorded"
+    frame.loc[unrecorded, "eval_env_reason"] = "the default before the simulator was recorded"
+    parts = []
+    for (chosen_by, reason), group in frame.groupby(
+        ["eval_env_chosen_by", "eval_env_reason"], sort=False, dropna=False
+    ):
+        envs = ", ".join(dict.fromkeys(group["eval_env"]))
+        who = "the data's own" if chosen_by == "data" else str(chosen_by)
+        parts.append(f"{envs} ({who}: {reason})")
+    return f"Evaluation simulator: {'; '.join(parts)}."
+
+
 def _write_tables(
     out: Path,
     agg: pd.DataFrame,
@@ -146,7 +170,7 @@ def _write_tables(
     rows = {d: dataset_label(d) for d in datasets}
     checkpoint = "; ".join(sorted(set(summary["checkpoint"])))
     n_seeds, per_seed = int(agg["n_seeds"].min()), int(agg["episodes_per_seed"].min())
-    budget = budget_sentence(summary)
+    budget = f"{budget_sentence(summary)} {env_sentence(summary)}"
     rule = eval_cfg["cvar_rule"]
     caption = (
         f"{caption_for(n_seeds, per_seed, eval_cfg['alpha'], rule, checkpoint=checkpoint)} {budget}"

@@ -2,7 +2,9 @@
 
 A card says what a dataset holds (rows, episodes, returns) and how often its states fall
 in each hazard region of the task, so a reader can tell whether a hazard can matter for
-it at all (e.g. D4RL's |v| > 10 may never fire on slower generated experts).
+it at all (e.g. D4RL's |v| > 10 may never fire on slower generated experts). It also says
+how often the post-step state of a terminal row (a fall) is in each hazard region, and warns
+in one line when the file stores no post-step states, so that falls cannot be labelled.
 """
 
 from __future__ import annotations
@@ -62,8 +64,18 @@ def dataset_card(raw: dict[str, np.ndarray], task: str, **info: Any) -> dict[str
     """The card of D4RL-format arrays ``raw`` of ``task``; ``info`` is copied in first."""
     returns, lengths = episode_returns(raw)
     next_obs = raw.get("next_observations")
-    if next_obs is None:
+    terminals = np.asarray(raw["terminals"], bool)
+    stored = next_obs is not None
+    if not stored:
         next_obs = raw["observations"]  # no stored successors: the states themselves
+    falls: dict[str, Any] = {}
+    if stored and terminals.any():
+        falls["terminal_hazard_fraction"] = hazard_fractions(np.asarray(next_obs)[terminals], task)
+    if not stored:
+        falls["warning"] = (
+            "no stored next_observations: falls cannot be labelled by a hazard "
+            f"({int(terminals.sum())} terminal rows unlabelled)"
+        )
     return {
         **info,
         "task": task,
@@ -77,6 +89,8 @@ def dataset_card(raw: dict[str, np.ndarray], task: str, **info: Any) -> dict[str
         "return_max": round(float(returns.max()), 3),
         "reward_mean": round(float(np.mean(raw["rewards"])), 5),
         "hazard_state_fraction": hazard_fractions(np.asarray(next_obs), task),
+        "unlabelled_terminal_rows": 0 if stored else int(terminals.sum()),
+        **falls,
     }
 
 
@@ -95,6 +109,9 @@ def format_card(card: dict[str, Any]) -> str:
     for key, value in card.items():
         if key == "hazard_state_fraction":
             lines.append("  hazard-state fraction (post-step states):")
+            lines += [f"    {name}: {frac}" for name, frac in value.items()]
+        elif key == "terminal_hazard_fraction":
+            lines.append("  hazard-state fraction of terminal rows (the fallen pose):")
             lines += [f"    {name}: {frac}" for name, frac in value.items()]
         elif not isinstance(value, (dict, list)):
             lines.append(f"  {key}: {value}")

@@ -1,40 +1,69 @@
-"""D4RL gym-mujoco v2 datasets, read with h5py alone (never the d4rl or mujoco-py packages).
+"""D4RL gym-mujoco datasets (v2, and the v0 files ORAAC used), read with h5py alone (never
+the d4rl or mujoco-py packages).
 
 ``load_d4rl`` finds (or downloads) the hdf5 file, validates it, and converts it with
 :func:`qlearning_dataset`, which reproduces ``d4rl.qlearning_dataset`` bit for bit by
 default, because CORL, Diffusion-QL and RAMAC all train on that output
-(ref: ecosystem.md §3).
+(ref: ecosystem.md §3). Terminal rows additionally keep the file's stored post-step state
+(``end_rows`` / ``end_observations``), so a fall is judged on the fallen pose, not on
+the next episode's reset pose that d4rl puts in ``next_observations``.
+
+Evaluation simulator: D4RL collected every gym-mujoco version (v0 and v2) in the mujoco-py
+classes ``gym.envs.mujoco.{HalfCheetah,Hopper,Walker2d}Env`` (D4RL
+``d4rl/gym_mujoco/gym_envs.py``), i.e. gym's v2 envs. Gymnasium's **v4** classes keep their
+model files, rewards and termination on the official ``mujoco`` bindings (checked: the
+compiled v4 models equal the compiled gym model files, README "Where we differ"); **v5**
+changed Walker2d's right-foot friction from 0.9 to 1.9 and withholds the healthy reward on
+the falling step (Gymnasium ``gymnasium/envs/mujoco/walker2d_v5.py``, version history). So
+D4RL data is evaluated in v4.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 from tqdm import tqdm
 
-from ramac.data.behaviour import ENV_IDS
 from ramac.data.dataset import OfflineDataset, Provenance
 from ramac.errors import UserError
 
-BASE_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2"
+BASE_URLS = {  # ref: D4RL d4rl/infos.py (DATASET_URLS)
+    "v0": "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco",
+    "v2": "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2",
+}
+BASE_URL = BASE_URLS["v2"]
+VERSIONS = tuple(BASE_URLS)
 KINDS = ("random", "medium", "medium-replay", "medium-expert", "expert")
 
-# ref: paper-tables.md §5 (D4RL d4rl/infos.py; v2 reuses the random-v0 / expert values)
+# ref: paper-tables.md §5 (D4RL d4rl/infos.py; v0 and v2 share the random-v0 / expert values)
 REF_SCORES = {
     "halfcheetah": (-280.178953, 12135.0),
     "hopper": (-20.272305, 3234.3),
     "walker2d": (1.629008, 4592.3),
 }
-# observation / action sizes of the gym-mujoco tasks (D4RL and Gymnasium v5 agree)
+# observation / action sizes of the gym-mujoco tasks (D4RL and Gymnasium v4/v5 agree)
 DIMS = {"halfcheetah": (17, 6), "hopper": (11, 3), "walker2d": (17, 6)}
+# The Gymnasium envs whose model files, reward and termination match D4RL's collection
+# envs (gym's mujoco-py v2 classes; see the module docstring).
+COLLECTION_ENV_IDS = {
+    "halfcheetah": "HalfCheetah-v4",
+    "hopper": "Hopper-v4",
+    "walker2d": "Walker2d-v4",
+}
+COLLECTION_ENV_SOURCE = "D4RL's collection dynamics (gym's v2 class = Gymnasium v4 model files)"
+NO_NEXT_OBS_WARNING = (
+    "the file stores no next_observations: falls (terminal rows) cannot be labelled by a hazard"
+)
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 OPTIONAL_KEYS = ("next_observations", "timeouts")
@@ -50,29 +79,46 @@ class D4RLInfo:
     kind: str
     file_name: str  # e.g. "halfcheetah_medium_expert-v2.hdf5" (d4rl caches it under this name)
     url: str
-    env_id: str  # the Gymnasium env used for evaluation here
+    env_id: str  # the Gymnasium env whose dynamics match the data's collection (v4)
     ref_min_score: float
     ref_max_score: float
+    version: str = "v2"
 
 
-def _info(task: str, kind: str) -> D4RLInfo:
-    # ref: ecosystem.md §3: <env>_<dataset>-v2.hdf5, dataset words joined by "_"
-    file_name = f"{task}_{kind.replace('-', '_')}-v2.hdf5"
+def _file_name(task: str, kind: str, version: str) -> str:
+    """The URL's file name, which d4rl also caches the file under (ref: d4rl/infos.py).
+
+    v2: ``<task>_<kind with _>-v2.hdf5``; v0: ``<task>_<kind with _>.hdf5`` except that
+    medium-replay is ``<task>_mixed.hdf5`` (Walker2d's: ``walker_mixed.hdf5``).
+    """
+    if version == "v2":
+        return f"{task}_{kind.replace('-', '_')}-v2.hdf5"
+    if kind == "medium-replay":
+        return f"{'walker' if task == 'walker2d' else task}_mixed.hdf5"
+    return f"{task}_{kind.replace('-', '_')}.hdf5"
+
+
+def _info(task: str, kind: str, version: str = "v2") -> D4RLInfo:
+    file_name = _file_name(task, kind, version)
     low, high = REF_SCORES[task]
     return D4RLInfo(
-        f"{task}-{kind}-v2",
+        f"{task}-{kind}-{version}",
         task,
         kind,
         file_name,
-        f"{BASE_URL}/{file_name}",
-        ENV_IDS[task],
+        f"{BASE_URLS[version]}/{file_name}",
+        COLLECTION_ENV_IDS[task],
         low,
         high,
+        version,
     )
 
 
 D4RL_DATASETS: dict[str, D4RLInfo] = {
-    info.id: info for info in (_info(task, kind) for task in REF_SCORES for kind in KINDS)
+    info.id: info
+    for info in (
+        _info(task, kind, version) for version in VERSIONS for task in REF_SCORES for kind in KINDS
+    )
 }
 
 
@@ -94,12 +140,13 @@ def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
 
 
 def resolve_info(name: str) -> D4RLInfo:
-    """The table entry of a dataset name (``-v2`` may be omitted)."""
-    key = name if name.endswith("-v2") else f"{name}-v2"
+    """The table entry of a dataset name (without a version suffix: ``-v2``)."""
+    key = name if name.endswith(tuple(f"-{v}" for v in VERSIONS)) else f"{name}-v2"
     if key not in D4RL_DATASETS:
         raise UserError(
-            f"unknown D4RL dataset '{name}' (known: <task>-<kind>-v2 with task in "
-            f"{', '.join(REF_SCORES)} and kind in {', '.join(KINDS)})"
+            f"unknown D4RL dataset '{name}' (known: <task>-<kind>-<version> with task in "
+            f"{', '.join(REF_SCORES)}, kind in {', '.join(KINDS)}, version in "
+            f"{', '.join(VERSIONS)})"
         )
     return D4RL_DATASETS[key]
 
@@ -252,6 +299,12 @@ def qlearning_dataset(
     limit); every other row is as in the default. ``timeouts`` flags the kept timed-out rows
     (always all False by default, since d4rl skips them); ``rows`` is the source row of
     each transition.
+
+    ``end_rows`` (not d4rl): the output rows that end an episode but whose
+    ``next_observations`` was taken from the next row (terminal rows; with
+    ``terminate_on_end`` also timed-out rows), and ``end_observations`` their stored
+    post-step state (NaN rows when the file has no ``next_observations``): what a hazard is
+    decided on, since for a fall the next row is the next episode's reset pose.
     """
     n = len(raw["rewards"])
     final = _final_timesteps(raw, max_episode_steps)
@@ -268,6 +321,12 @@ def qlearning_dataset(
     next_obs = raw["observations"][np.minimum(rows + 1, n - 1)]
     if use_stored.any():
         next_obs[use_stored] = raw["next_observations"][rows[use_stored]]
+    terminals = np.asarray(raw["terminals"], bool)
+    end_rows = np.flatnonzero((terminals[rows] | final[rows]) & ~use_stored)
+    if "next_observations" in raw:
+        end_obs = raw["next_observations"][rows[end_rows]]
+    else:
+        end_obs = np.full((len(end_rows), raw["observations"].shape[1]), np.nan, np.float32)
     return {
         "observations": raw["observations"][rows],
         "actions": raw["actions"][rows],
@@ -276,6 +335,8 @@ def qlearning_dataset(
         "terminals": np.asarray(raw["terminals"], bool)[rows],
         "timeouts": final[rows],
         "rows": rows,
+        "end_rows": end_rows,
+        "end_observations": end_obs,
     }
 
 
@@ -304,13 +365,31 @@ def to_offline_dataset(
         terminals=transitions["terminals"],
         timeouts=transitions["timeouts"],
         provenance=provenance,
+        end_rows=transitions.get("end_rows"),
+        end_observations=transitions.get("end_observations"),
     )
+
+
+def unlabelled_end_rows(transitions: dict[str, np.ndarray]) -> int:
+    """How many episode-end rows have no stored post-step state (a hazard cannot judge them)."""
+    end_obs = transitions.get("end_observations")
+    return 0 if end_obs is None else int(np.isnan(end_obs).any(axis=1).sum())
+
+
+def recorded_env_id(path: Path) -> str | None:
+    """The env id a file records in ``metadata/env_id`` (generated files do), else None."""
+    with h5py.File(path, "r") as f:
+        value = f.get("metadata/env_id")
+        if not isinstance(value, h5py.Dataset):
+            return None
+        value = value[()]
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def load_d4rl(
     name_or_path: str, *, download: bool = True, keep_timeouts: bool = False
 ) -> OfflineDataset:
-    """A D4RL dataset by name (``hopper-medium-expert-v2``) or by hdf5 path.
+    """A D4RL dataset by name (``hopper-medium-expert-v2``, ``hopper-medium-v0``) or by path.
 
     A name is looked up in ``$D4RL_DATASET_DIR`` or ``~/.d4rl/datasets`` and downloaded
     there when missing (if ``download`` and the network allow); offline, a one-line
@@ -324,33 +403,64 @@ def load_d4rl(
         path = locate(info, download)
     raw = read_d4rl_hdf5(path, info.task if info else None)
     transitions = qlearning_dataset(raw, keep_timeouts=keep_timeouts)
-    return to_offline_dataset(
-        transitions, _provenance(path, info, len(raw["rewards"]), keep_timeouts)
+    extra = {
+        "path": str(path),
+        "rows_in_file": len(raw["rewards"]),
+        "keep_timeouts": keep_timeouts,
+        "unlabelled_end_rows": unlabelled_end_rows(transitions),
+    }
+    if "next_observations" not in raw:
+        extra["warning"] = NO_NEXT_OBS_WARNING
+    return to_offline_dataset(transitions, _provenance(path, info, extra))
+
+
+def _provenance(path: Path, info: D4RLInfo | None, extra: dict[str, Any]) -> Provenance:
+    """Where the data came from, and the simulator it was collected in: the file's own
+    ``metadata/env_id`` when it records one, else D4RL's collection env (the table's)."""
+    recorded = recorded_env_id(path)
+    task = info.task if info is not None else _task_from_name(path)
+    env_id = recorded or COLLECTION_ENV_IDS.get(task, "")
+    extra["env_source"] = (
+        "file metadata/env_id" if recorded else COLLECTION_ENV_SOURCE if env_id else "none"
     )
-
-
-def _provenance(path: Path, info: D4RLInfo | None, n_rows: int, keep_timeouts: bool) -> Provenance:
-    extra = {"path": str(path), "rows_in_file": n_rows, "keep_timeouts": keep_timeouts}
     if info is None:
-        task = _task_from_name(path)
         low, high = REF_SCORES.get(task, (None, None))
         return Provenance(
             source="d4rl",
             id=path.stem,
             sha256=file_sha256(path),
-            env_id=ENV_IDS.get(task, ""),
+            env_id=env_id,
             ref_min_score=low,
             ref_max_score=high,
             extra=extra,
         )
     extra["url"] = info.url
+    if info.version != "v2":  # hyperparameters per dataset are keyed by the v2 names
+        extra["config_key"] = f"{info.task}-{info.kind}-v2"
     return Provenance(
         source="d4rl",
         id=info.id,
-        version="v2",
+        version=info.version,
         sha256=file_sha256(path),
-        env_id=info.env_id,
+        env_id=env_id,
         ref_min_score=info.ref_min_score,
         ref_max_score=info.ref_max_score,
         extra=extra,
     )
+
+
+def ensure_card(path: Path, task: str) -> dict[str, Any]:
+    """The dataset card of a D4RL file (``ramac.data.cards``), written beside it when missing
+    and printed; says when falls cannot be labelled. A read-only folder only skips the write."""
+    from ramac.data.cards import card_path, dataset_card, format_card, write_card
+
+    target = card_path(path)
+    if target.exists():
+        return json.loads(target.read_text())
+    card = dataset_card(read_d4rl_hdf5(path, task), task, id=path.stem, file=path.name)
+    try:
+        write_card(card, path)
+    except OSError:
+        pass
+    print(format_card(card), flush=True)
+    return card

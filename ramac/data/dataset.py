@@ -3,6 +3,12 @@
 Transitions are flat numpy arrays (observations, actions, rewards, next_observations,
 terminals, timeouts, and optionally a ``risky`` flag) plus a provenance record that
 every result file copies, so a number can always be traced back to its data.
+
+``next_observations`` is what the agents bootstrap from. With d4rl's ``qlearning_dataset``
+semantics a terminal row's ``next_observations`` is the *next episode's first state* (it is
+never bootstrapped from, so training does not care), which is not the state the step led to:
+for a fall it is the reset pose. ``end_rows`` / ``end_observations`` keep the true post-step
+state of such rows, so hazards are decided on the fallen pose (:meth:`post_step_signal`).
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ class OfflineDataset:
     timeouts: np.ndarray  # [n] bool: the episode was cut by a time limit (bootstrap)
     provenance: Provenance
     risky: np.ndarray | None = None  # [n] bool: the transition entered a hazard region
+    # Rows whose next_observations is not the state the step led to (terminal rows under
+    # d4rl's semantics get the next episode's first state), and the true post-step state of
+    # each: the file's stored next_observations, NaN where the file has none (unknown).
+    end_rows: np.ndarray | None = None  # [k] int, indices into the rows above
+    end_observations: np.ndarray | None = None  # [k, obs_dim] float32
 
     def __post_init__(self) -> None:
         n = len(self.rewards)
@@ -58,6 +69,13 @@ class OfflineDataset:
                     f"dataset {self.provenance.id}: '{key}' has {len(value)} rows, "
                     f"'rewards' has {n}"
                 )
+        if (self.end_rows is None) != (self.end_observations is None) or (
+            self.end_rows is not None and len(self.end_rows) != len(self.end_observations)
+        ):
+            raise UserError(
+                f"dataset {self.provenance.id}: 'end_rows' and 'end_observations' must be "
+                f"given together, one state per row"
+            )
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -69,6 +87,21 @@ class OfflineDataset:
     @property
     def act_dim(self) -> int:
         return self.actions.shape[1]
+
+    def post_step_signal(self, obs_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(signal, unknown)``: observation ``obs_index`` of the state each step led to.
+
+        ``next_observations[:, obs_index]`` except on ``end_rows``, which take their stored
+        post-step state; ``unknown`` flags end rows whose post-step state the source did not
+        store (their ``signal`` is NaN: no hazard can be decided for them).
+        """
+        signal = np.array(self.next_observations[:, obs_index], dtype=np.float64)
+        unknown = np.zeros(len(signal), bool)
+        if self.end_rows is not None and len(self.end_rows):
+            stored = np.asarray(self.end_observations[:, obs_index], dtype=np.float64)
+            signal[self.end_rows] = stored
+            unknown[self.end_rows] = np.isnan(stored)
+        return signal, unknown
 
     def replace(self, **changes: Any) -> OfflineDataset:
         """A copy with some arrays or the provenance replaced (datasets are not mutated)."""
@@ -109,7 +142,11 @@ class BatchSampler:
         idx = torch.as_tensor(self.rng.integers(0, len(self.rewards), self.batch_size))
         idx = idx.to(self.device)
         return Batch(
-            self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.not_done[idx]
+            self.obs[idx],
+            self.actions[idx],
+            self.rewards[idx],
+            self.next_obs[idx],
+            self.not_done[idx],
         )
 
     def state_dict(self) -> dict[str, Any]:

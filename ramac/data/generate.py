@@ -466,6 +466,8 @@ def load_generated(
             ],
             # the env's D4RL reference scores (random / expert return over 1000 steps)
             "ref_score_source": "d4rl infos.py (gym-mujoco v2; evaluated on Gymnasium v5)",
+            "env_source": "file metadata/env_id",  # the env the rollouts ran in
+            "unlabelled_end_rows": int(np.isnan(transitions["end_observations"]).any(1).sum()),
         },
     )
     return to_offline_dataset(transitions, provenance)

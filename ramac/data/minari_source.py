@@ -1,7 +1,9 @@
 """Minari datasets (optional extra ``ramac[minari]``), converted to the toolkit's format.
 
 Episodes are flattened with ``obs[:-1]`` / ``obs[1:]``, which gives the true next
-observation even on truncated steps (ref: ecosystem.md §3). Reference scores come from
+observation even on truncated and terminal steps (ref: ecosystem.md §3), so a fall is
+judged on the fallen pose. The evaluation env is the one the dataset records
+(``env_spec``), the simulator it was collected in. Reference scores come from
 the dataset's own metadata, never from D4RL's constants: Minari's locomotion sets were
 regenerated with Gymnasium v5 and have their own (or none).
 """
@@ -119,6 +121,8 @@ def load_minari(dataset_id: str, *, download: bool = False) -> OfflineDataset:
             "minari_version": getattr(minari, "__version__", ""),
             "dataset_format_version": str(dataset.minari_version),
             "ref_score_source": "minari metadata" if low is not None else "none",
+            "env_source": "minari env_spec" if env_spec is not None else "none",
+            "unlabelled_end_rows": 0,  # obs[1:] holds every step's post-step state
         },
     )
     return OfflineDataset(provenance=provenance, **arrays)

@@ -5,8 +5,10 @@ pitch). When the signal is in the hazard region the step is *risky*; a risky ste
 *penalised* with probability ``p`` (one uniform coin per step, drawn from a seeded numpy
 Generator, never global random state). The same decision function serves two callers:
 
-- :func:`relabel` rewrites a dataset's rewards, vectorised over the stored
-  ``next_observations`` (the post-step state, as the RAMAC code reads it; no re-simulation);
+- :func:`relabel` rewrites a dataset's rewards, vectorised over the post-step states
+  (``next_observations``, and on episode-end rows the state the file stored for them: the
+  RAMAC code re-simulates every step and so sees the fallen pose of a terminal row; d4rl's
+  ``next_observations`` there is the next episode's reset pose; no re-simulation is needed);
 - :class:`HazardWrapper` applies it to a Gymnasium env step by step.
 
 Both draw exactly one uniform per transition, in order, from ``np.random.default_rng(seed)``,
@@ -32,7 +34,7 @@ from ramac.data.dataset import OfflineDataset
 from ramac.errors import UserError
 
 HAZARD_DIR = CONFIG_DIR / "hazards"
-SPEC_SET_KEYS = {"set", "description", "specs"}
+SPEC_SET_KEYS = {"set", "description", "d4rl_version", "specs"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +57,9 @@ class HazardSpec:
       (ORAAC reads ``info['x_velocity']``, a finite difference over the frame). Datasets
       have no such key, so relabelling always uses ``obs[obs_index]`` (qvel[0] after the
       step); the two differ by the velocity change within one frame.
+    - ``d4rl_version``: the D4RL data version the spec was defined on (``oraac-v0``: v0,
+      ``ramac-v2``: v2; a spec set's top-level ``d4rl_version``). Relabelling a D4RL file
+      of another version is refused; other sources stand in for D4RL and are not checked.
     """
 
     name: str
@@ -70,6 +75,7 @@ class HazardSpec:
     terminate_factor: float | None = None
     forward_weight: float = 1.0
     info_key: str | None = None
+    d4rl_version: str | None = None
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -137,12 +143,16 @@ def risk_mask(spec: HazardSpec, signal: np.ndarray) -> np.ndarray:
 def relabel(dataset: OfflineDataset, spec: HazardSpec, seed: int) -> OfflineDataset:
     """A copy of ``dataset`` whose rewards carry the hazard, with a ``risky`` flag per step.
 
-    Vectorised over ``next_observations`` (post-step state); one uniform per transition of
-    ``dataset`` as given, in order, from ``np.random.default_rng(seed)``, so replaying the
-    same rows through :class:`HazardWrapper` with coin seed ``seed`` gives the same rewards.
-    The stored rewards are kept and the penalty applied on top (RAMAC re-simulated each
-    step to get the reward again; no re-simulation is needed for the same result). Terminals
-    are kept (ref ramac-oraac-code.md §5: the RAMAC builder keeps the original terminals).
+    Vectorised over the post-step states (:meth:`OfflineDataset.post_step_signal`: the
+    ``next_observations``, and on episode-end rows the file's stored post-step state, so a
+    fall is judged on the fallen pose); one uniform per transition of ``dataset`` as given,
+    in order, from ``np.random.default_rng(seed)``, so replaying the same rows through
+    :class:`HazardWrapper` with coin seed ``seed`` gives the same rewards. An end row whose
+    post-step state the source did not store is neither risky nor penalised, and counted
+    (``unlabelled_end_rows`` in the recorded hazard). The stored rewards are kept and the
+    penalty applied on top (RAMAC re-simulated each step to get the reward again; no
+    re-simulation is needed for the same result). Terminals are kept (ref
+    ramac-oraac-code.md §5: the RAMAC builder keeps the original terminals).
     """
     if dataset.provenance.hazard is not None:
         name = dataset.provenance.hazard.get("name")
@@ -152,13 +162,42 @@ def relabel(dataset: OfflineDataset, spec: HazardSpec, seed: int) -> OfflineData
             f"hazard spec {spec.name}: obs_index {spec.obs_index} is out of range for "
             f"dataset {dataset.provenance.id} (obs_dim {dataset.obs_dim})"
         )
+    check_data_version(spec, dataset)
     uniforms = np.random.default_rng(seed).random(len(dataset))
-    signal = dataset.next_observations[:, spec.obs_index]
-    delta, risky, _ = hazard_outcome(spec, signal, uniforms)
+    signal, unknown = dataset.post_step_signal(spec.obs_index)
+    delta, risky, _ = hazard_outcome(spec, np.where(unknown, 0.0, signal), uniforms)
+    risky &= ~unknown
+    delta = np.where(unknown, 0.0, delta)
     rewards = (dataset.rewards.astype(np.float64) + delta).astype(np.float32)
-    hazard = {**spec.to_dict(), "seed": seed}
+    end_rows = 0 if dataset.end_rows is None else len(dataset.end_rows)
+    hazard = {
+        **spec.to_dict(),
+        "seed": seed,
+        # where each step's hazard signal came from, and the steps it could not be decided on
+        "post_step_state": "next_observations; the stored post-step state on episode-end rows",
+        "end_rows_from_stored_state": int(end_rows - unknown.sum()),
+        "unlabelled_end_rows": int(unknown.sum()),
+    }
     provenance = dataclasses.replace(dataset.provenance, hazard=hazard)
     return dataset.replace(rewards=rewards, risky=risky, provenance=provenance)
+
+
+def check_data_version(spec: HazardSpec, dataset: OfflineDataset) -> None:
+    """One clear line when a spec defined on one D4RL version meets a D4RL file of another."""
+    prov = dataset.provenance
+    if spec.d4rl_version is None or prov.source != "d4rl" or prov.version == spec.d4rl_version:
+        return
+    want = spec.d4rl_version
+    if not prov.version:
+        raise UserError(
+            f"hazard spec {spec.name} was defined on D4RL {want} data, but the D4RL version of "
+            f"dataset {prov.id} is unknown: load it by its D4RL name (e.g. <task>-<kind>-{want})"
+        )
+    raise UserError(
+        f"hazard spec {spec.name} was defined on D4RL {want} data, but dataset {prov.id} is "
+        f"D4RL {prov.version}: load {dataset_key(prov.id)}-{want} or use a spec set defined on "
+        f"{prov.version} data"
+    )
 
 
 class HazardWrapper(gym.Wrapper):
@@ -238,12 +277,19 @@ def load_spec_set(spec_set: str) -> dict[str, HazardSpec | None]:
     specs = data.get("specs") or {}
     if not isinstance(specs, dict):
         raise UserError(f"{path}: 'specs' must be a mapping of dataset -> spec")
-    return {key: _build_spec(path, set_name, key, values) for key, values in specs.items()}
+    version = data.get("d4rl_version")
+    if version is not None and not re.fullmatch(r"v\d+", str(version)):
+        raise UserError(f"{path}: d4rl_version must look like v0 or v2, got {version!r}")
+    return {key: _build_spec(path, set_name, key, values, version) for key, values in specs.items()}
 
 
-def _build_spec(path: Path, set_name: str, key: str, values: Any) -> HazardSpec | None:
+def _build_spec(
+    path: Path, set_name: str, key: str, values: Any, d4rl_version: str | None = None
+) -> HazardSpec | None:
     if not isinstance(values, dict):
         raise UserError(f"{path}: spec '{key}' must be a mapping")
+    if d4rl_version is not None:
+        values = {"d4rl_version": str(d4rl_version), **values}
     names = {f.name for f in dataclasses.fields(HazardSpec)} - {"name"}
     unknown = sorted(set(values) - names)
     if unknown:

@@ -16,6 +16,7 @@ from ramac.data.generate import (
     Snapshot,
     calibrate_velocity_threshold,
     choose_levels,
+    default_path,
     generate_dataset,
     list_snapshots,
     load_generated,
@@ -23,6 +24,7 @@ from ramac.data.generate import (
     plan_segments,
     read_metadata,
 )
+from ramac.envs.hazards import load_hazard, relabel, risk_mask
 from ramac.errors import UserError
 
 DIMS = {"halfcheetah": (17, 6), "hopper": (11, 3)}
@@ -205,3 +207,47 @@ def test_command_line(tmp_path, policy_dir, capsys):
     missing = [*args[:6], "--out", str(tmp_path / "other.hdf5")]
     assert main([*missing, "--policy-dir", str(tmp_path / "none")]) == 2
     assert "no behaviour-policy snapshots" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- falls
+
+
+def test_a_fall_in_a_generated_file_is_labelled_from_the_fallen_pose(tmp_path):
+    """The hand-made two-episode file of tests/data/test_d4rl.py, as a generated file (with
+    the metadata the generator writes): the same labels through load_generated."""
+    from test_d4rl import FALL, PITCH, RESET, check_fall_labels, hopper_fall_arrays
+
+    path = tmp_path / default_path("hopper", "medium-replay", 5, 0).name
+    meta = {
+        "generator": "gen-1", "task": "hopper", "kind": "medium-replay", "env_id": "Hopper-v5",
+        "seed": 0, "size": 5,
+        "segments": [{"role": "medium", "file": "p.npz", "sha256": "0", "step": 1, "steps": 5}],
+    }  # fmt: skip
+    with h5py.File(path, "w") as f:
+        for key, value in hopper_fall_arrays().items():
+            f.create_dataset(key, data=value)
+        f.create_dataset("metadata/json", data=json.dumps(meta))
+    data = load_generated("hopper", "medium-replay", tmp_path, size=5, seed=0)
+    assert data.next_observations[FALL, 1] == PITCH[RESET]  # d4rl's semantics for training
+    assert (data.provenance.env_id, data.provenance.extra["unlabelled_end_rows"]) == (
+        "Hopper-v5",
+        0,
+    )
+    check_fall_labels(data)
+
+
+def test_generated_falls_are_judged_on_the_stored_post_step_state(tmp_path, policy_dir):
+    """Real rollouts: every terminal row is labelled by the state the fall led to (stored in
+    the file), which the next episode's reset pose (d4rl's next_observations) never is."""
+    path = tiny(policy_dir, tmp_path / "hop.hdf5", task="hopper", kind="expert", size=400)
+    raw = read_all(path)
+    spec = load_hazard("ramac-v2", "hopper-medium-replay")  # |pitch| > 0.1
+    path.rename(tmp_path / default_path("hopper", "expert", 400, 0).name)
+    data = load_generated("hopper", "expert", tmp_path, size=400, seed=0, policy_dir=policy_dir)
+    out = relabel(data, spec, seed=0)
+    terminal_rows = np.flatnonzero(raw["terminals"][:-1] & ~raw["timeouts"][:-1])
+    kept = np.searchsorted(np.flatnonzero(~raw["timeouts"][:-1]), terminal_rows)
+    assert len(kept) >= 3
+    expected = risk_mask(spec, raw["next_observations"][terminal_rows, 1])
+    np.testing.assert_array_equal(out.risky[kept], expected)
+    assert expected.any() and not risk_mask(spec, data.next_observations[kept, 1]).any()

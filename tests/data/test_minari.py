@@ -42,6 +42,33 @@ def test_flatten_episodes_uses_true_next_observations():
     assert out["observations"].dtype == np.float32 and out["terminals"].dtype == bool
 
 
+def test_a_fall_in_minari_episodes_is_labelled_from_the_fallen_pose():
+    """The hand-made two-episode file of tests/data/test_d4rl.py as Minari episodes (T+1
+    observations each, the fallen pose the last of episode 1): the same labels."""
+    from test_d4rl import FALL, RESET, check_fall_labels, hopper_fall_arrays
+
+    from ramac.data.dataset import OfflineDataset, Provenance
+
+    a = hopper_fall_arrays()
+    ends = [(0, 3, True), (3, 5, False)]  # (first row, end row, terminated)
+    episodes = [
+        {
+            "observations": np.vstack([a["observations"][i:j], a["next_observations"][j - 1 : j]]),
+            "actions": a["actions"][i:j],
+            "rewards": a["rewards"][i:j],
+            "terminations": a["terminals"][i:j],
+            "truncations": a["timeouts"][i:j],
+        }
+        for i, j, _ in ends
+    ]
+    data = OfflineDataset(
+        provenance=Provenance(source="minari", id="test/hopper/fall-v0", env_id="Hopper-v5"),
+        **flatten_episodes(episodes),
+    )
+    assert data.next_observations[FALL, 1] == a["next_observations"][FALL, 1]  # the fallen pose
+    check_fall_labels(data, FALL, RESET)
+
+
 def test_flatten_rejects_bad_episodes():
     bad = episode(0.0, 3, terminated=True)
     bad["observations"] = bad["observations"][:-1]
@@ -98,3 +125,4 @@ def test_load_minari_round_trip(tmp_path, monkeypatch):
         "Pendulum-v1",
     )
     assert (prov.ref_min_score, prov.ref_max_score) == (-10.0, 0.0) and len(prov.sha256) == 64
+    assert prov.extra["env_source"] == "minari env_spec"  # the evaluation env follows the data

@@ -44,6 +44,9 @@ def test_batched_episodes_equal_separate_episodes():
     np.testing.assert_array_equal(batched["terminated"], expected["terminated"])
     assert (batched["terminated"] ^ batched["truncated"]).all()
     assert batched["risky_steps"].sum() > 0 and (batched["length"] <= 150).all()
+    assert set(batched["env_id"]) == {"Hopper-v5"}  # the default simulator, recorded
+    v4 = run_episodes(sway, "hopper", hazard, seeds[:1], max_episode_steps=150, env_id="Hopper-v4")
+    assert v4["env_id"].tolist() == ["Hopper-v4"]
 
 
 def test_policy_sees_only_running_episodes_and_visit_gets_every_pair():

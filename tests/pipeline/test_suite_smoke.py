@@ -159,18 +159,52 @@ def test_best_checkpoint_selection_is_labelled_optimistic(tmp_path):
 @pytest.mark.slow
 def test_d4rl_files_run_through_the_same_pipeline(tmp_path, monkeypatch):
     """``--data d4rl``: a D4RL-format file in $D4RL_DATASET_DIR (here a generated one, which has
-    D4RL's keys) is read, relabelled with RAMAC's own ramac-v2 hazard, trained and evaluated."""
+    D4RL's keys, without the generator's metadata, as D4RL's files come) is read, relabelled
+    with RAMAC's own ramac-v2 hazard, trained and evaluated in D4RL's collection dynamics
+    (Gymnasium v4); a suite override (v5, with its reason) re-evaluates without retraining."""
+    import h5py
+
     data, d4rl_dir, out = tmp_path / "data", tmp_path / "d4rl", tmp_path / "out"
     cli(data, "data", "--profile", "smoke", "--out", str(out))
     d4rl_dir.mkdir()
     generated = next((data / "generated").glob("hopper-medium-expert-*.hdf5"))
-    (d4rl_dir / "hopper_medium_expert-v2.hdf5").write_bytes(generated.read_bytes())
+    target = d4rl_dir / "hopper_medium_expert-v2.hdf5"
+    target.write_bytes(generated.read_bytes())
+    with h5py.File(target, "a") as f:
+        del f["metadata"]
     monkeypatch.setenv("D4RL_DATASET_DIR", str(d4rl_dir))  # cli() passes os.environ on
     args = ["--profile", "smoke", "--data", "d4rl", "--algos", "bc", "--seeds", "1"]
     cli(data, "train", *args, "--out", str(out))
     cli(data, "evaluate", *args, "--out", str(out))
     run = next((out / "runs" / "hopper-medium-expert" / "bc").iterdir())
-    provenance = yaml.safe_load((run / "config.yaml").read_text())["provenance"]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    provenance = config["provenance"]
     assert (provenance["source"], provenance["id"]) == ("d4rl", "hopper-medium-expert-v2")
     assert provenance["hazard"]["name"] == "ramac-v2/hopper-medium-expert"
-    assert pd.read_csv(out / "summary.csv")["data_source"].tolist() == ["d4rl"]
+    assert provenance["hazard"]["unlabelled_end_rows"] == 0
+    assert config["eval_env"]["env_id"] == "Hopper-v4"
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["data_source"].tolist() == ["d4rl"]
+    assert summary[["eval_env", "eval_env_chosen_by"]].values.tolist() == [["Hopper-v4", "data"]]
+    assert set(pd.read_csv(run / "episodes.csv")["env_id"]) == {"Hopper-v4"}
+    assert (
+        "Evaluation simulator: Hopper-v4 (the data's own: D4RL"
+        in (out / "leaderboard.tex").read_text()
+    )
+
+    suite = yaml.safe_load((ROOT / "configs/suites/stochastic-d4rl.yaml").read_text())
+    suite["eval"]["env"] = {"version": "v5", "reason": "as the toolkit evaluated before"}
+    suite_file = tmp_path / "suite-v5.yaml"
+    suite_file.write_text(yaml.safe_dump(suite))
+    checkpoint = (run / "checkpoint.pt").stat().st_mtime_ns
+    cli(data, "evaluate", *args, "--out", str(out), "--suite", str(suite_file))
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == checkpoint  # not retrained
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary[["eval_env", "eval_env_chosen_by", "eval_env_reason"]].values.tolist() == [
+        ["Hopper-v5", "suite override", "as the toolkit evaluated before"]
+    ]
+    assert set(pd.read_csv(run / "episodes.csv")["env_id"]) == {"Hopper-v5"}
+    assert (
+        "Hopper-v5 (suite override: as the toolkit evaluated before)"
+        in (out / "leaderboard.md").read_text()
+    )
