@@ -85,7 +85,32 @@ def scale_schedules(config: T, scale: float) -> T:
     return dataclasses.replace(config, **scaled) if scaled and scale != 1.0 else config
 
 
+# Settings added after run folders were first keyed by ``config_hash``, each with the value
+# that trains exactly as the code did before the setting existed. At that value a setting
+# is left out of the hash, so runs keyed before it was added keep their folders (and are
+# not retrained); any other value is hashed as usual and keys a folder of its own.
+HASH_NEUTRAL: dict[str, Any] = {
+    "tau_weighting": "current",
+    "actor_action_gain": 1.0,
+    "prior_action_gain": 1.0,
+    "latent_clip": 0.5,
+}
+
+
+def _hashed(values: Any) -> Any:
+    """``values`` without the :data:`HASH_NEUTRAL` settings at their neutral value."""
+    if isinstance(values, dict):
+        return {
+            k: _hashed(v)
+            for k, v in values.items()
+            if not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])
+        }
+    if isinstance(values, list | tuple):
+        return [_hashed(v) for v in values]
+    return values
+
+
 def config_hash(values: dict[str, Any]) -> str:
     """A short stable hash of a resolved config, used to key run directories."""
-    text = json.dumps(values, sort_keys=True, default=str)
+    text = json.dumps(_hashed(values), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]

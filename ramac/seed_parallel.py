@@ -92,10 +92,11 @@ class SeedStack:
         )
         agent.schedule_learning_rates()
         logs: dict[str, Tensor] = {}
+        all_terminal = not bool(batch.not_done.any())  # read once, outside vmap
         for phase in agent.phases():
             optimizer = agent.optims[phase.optimizer]
             params = optimizer_params(optimizer)
-            losses, values = self._seed_losses(phase, batch, params)
+            losses, values = self._seed_losses(phase, batch, params, all_terminal)
             members = self.n_seeds * max(phase.per_member, 1)  # clip each seed on its own
             per_member = members if phase.grad_norm > 0 else 0
             grad_step(optimizer, losses.sum(), params, phase.grad_norm, per_member)
@@ -107,9 +108,12 @@ class SeedStack:
         return [dict(carry) for carry in self.carries]
 
     def _seed_losses(
-        self, phase: Phase, batch: Batch, trained: list[Tensor]
+        self, phase: Phase, batch: Batch, trained: list[Tensor], all_terminal: bool = False
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The phase's loss [K] and log values [K]; parameters it does not train detached."""
+        """The phase's loss [K] and log values [K]; parameters it does not train detached.
+
+        ``all_terminal``: no transition of any seed's batch bootstraps, so the losses may skip
+        target actions and target critics (``ramac.agents.common.no_bootstrap``)."""
         trained_ids = {id(p) for p in trained}
         params = {
             name: p if id(p) in trained_ids else p.detach()
@@ -119,7 +123,7 @@ class SeedStack:
         def one_seed(params: dict[str, Tensor], batch: Batch):
             return functional_call(self.losses, params, (phase.loss, batch))
 
-        with seed_batched():
+        with seed_batched(all_terminal):
             return vmap(one_seed, randomness="different")(params, batch)
 
     def agent_state(self, k: int) -> dict[str, Any]:

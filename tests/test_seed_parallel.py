@@ -23,6 +23,7 @@ TINY = {
     "fql": {"actor_hidden": 16, "critic_hidden": 16, "flow_steps": 3, "grad_norm": 1.0},
     # a cosine lr decay short enough to move the lr in the test's few updates
     "diffusion_ql": {"actor_hidden": 16, "critic_hidden": 16, "n_steps": 3, "lr_decay_steps": 6},
+    "diffusion_ql_flow": {"actor_hidden": 16, "critic_hidden": 16, "n_steps": 3},
     "bc": {"actor_hidden": 16, "n_steps": 3, "grad_norm": 1.0},
     # log alpha and alpha' are 0-d parameters with their own Adams: [K] in a stack
     "cql": {

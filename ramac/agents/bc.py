@@ -26,6 +26,7 @@ class BCConfig:
     actor_hidden: int = 256  # 3 x 256 Mish denoiser (ref §1)
     actor_layers: int = 3
     time_dim: int = 16
+    actor_action_gain: float = 1.0  # x the action input's initial weights (TimeConditionedMLP)
     device: str = "cpu"
 
 

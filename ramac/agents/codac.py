@@ -73,6 +73,10 @@ class CODACConfig:
     n_cos: int = 64  # QuantileMlp embedding_size
     head_hidden: int = 256  # QuantileMlp merge layer
     critic_activation: str = "relu"  # ramac.nets.iqn.ACTIVATIONS
+    # current = the correct quantile Huber loss; target = THE PUBLIC RADAC CODE'S BUG (the
+    # weight's level indexed by the target sample: quantiles pulled to the median), kept
+    # only to measure what it does (ramac.nets.iqn.quantile_huber_loss).
+    tau_weighting: str = "current"
     risk: str = "cvar"  # the actor's distortion (the RAMAC table's CODAC is CVaR_0.1)
     risk_param: float | None = 0.1  # its parameter; None = the ramac.risk default
     cql_weight: float = 0.1  # json min_z_weight (halfcheetah-medium-expert)
@@ -148,7 +152,7 @@ class CODAC(ConservativeSAC):
             y = b.rewards + b.not_done * c.gamma * z_next  # [B, N]
         taus = torch.rand(n, c.n_quantiles, device=b.obs.device)
         z = self.critic(b.obs, b.actions, taus)  # [E, B, N]
-        td = quantile_huber_loss(z, taus, y) / c.n_quantiles
+        td = quantile_huber_loss(z, taus, y, tau_weighting=c.tau_weighting) / c.n_quantiles
         gap = self.quantile_gap(b)
         if c.cql_lagrange:
             penalty = self.alpha_prime() * (c.cql_weight * gap - c.cql_threshold)

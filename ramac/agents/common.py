@@ -17,7 +17,7 @@ from ramac.errors import UserError
 from ramac.nets.common import polyak_update
 from ramac.nets.diffusion import DiffusionActor
 from ramac.nets.flow import FlowActor
-from ramac.nets.iqn import ACTIVATIONS, IQNEnsemble, quantile_huber_loss
+from ramac.nets.iqn import ACTIVATIONS, TAU_WEIGHTINGS, IQNEnsemble, quantile_huber_loss
 from ramac.nets.qnet import QEnsemble
 from ramac.risk import make_distortion, sample_levels
 
@@ -26,17 +26,33 @@ Distortion = Callable[[Tensor], Tensor]
 # True while losses run under ``torch.func.vmap`` over seeds (ramac.seed_parallel): there a
 # loss may not look at tensor values from Python, and frozen parameters come in detached.
 _SEED_BATCHED = False
+# Under vmap: whether no transition of the stacked batch bootstraps (checked before vmap).
+_STACK_TERMINAL = False
 
 
 @contextlib.contextmanager
-def seed_batched() -> Iterator[None]:
-    """Mark the losses evaluated inside as vmapped over a seed dimension."""
-    global _SEED_BATCHED
-    previous, _SEED_BATCHED = _SEED_BATCHED, True
+def seed_batched(all_terminal: bool = False) -> Iterator[None]:
+    """Mark the losses evaluated inside as vmapped over a seed dimension; ``all_terminal``
+    says that no transition of the stacked batch bootstraps (see :func:`no_bootstrap`)."""
+    global _SEED_BATCHED, _STACK_TERMINAL
+    previous = _SEED_BATCHED, _STACK_TERMINAL
+    _SEED_BATCHED, _STACK_TERMINAL = True, all_terminal
     try:
         yield
     finally:
-        _SEED_BATCHED = previous
+        _SEED_BATCHED, _STACK_TERMINAL = previous
+
+
+def no_bootstrap(batch: Batch) -> bool:
+    """Whether every transition of ``batch`` is terminal (the one-step bandit's are).
+
+    Then the TD target is r + 0 * gamma * Z' = r exactly (Z' finite), so target actions and
+    target critics need not be evaluated. Under vmap over seeds the values cannot be read;
+    the seed stack checks its whole batch first and says so through :func:`seed_batched`.
+    """
+    if _SEED_BATCHED:
+        return _STACK_TERMINAL
+    return not bool(batch.not_done.any())
 
 
 def distortion_from(name: str, param: float | None) -> Distortion:
@@ -59,9 +75,9 @@ def target_actions(policy: Callable[[Tensor], Tensor], batch: Batch) -> Tensor:
 
     With every transition terminal (the one-step bandit) the TD target is r + 0 * gamma * Z'
     and a' is never used, so zeros stand in and the sampler's cost is saved; the result
-    is the same target. (Under vmap over seeds the check cannot be made; a' is sampled.)
+    is the same target (:func:`no_bootstrap`).
     """
-    if not _SEED_BATCHED and not bool(batch.not_done.any()):
+    if no_bootstrap(batch):
         return torch.zeros_like(batch.actions)
     with torch.no_grad():
         return policy(batch.next_obs)
@@ -69,15 +85,28 @@ def target_actions(policy: Callable[[Tensor], Tensor], batch: Batch) -> Tensor:
 
 def make_actor(kind: str, obs_dim: int, act_dim: int, max_action: float, config) -> nn.Module:
     """The diffusion or flow actor a config describes (n_steps, actor_hidden, actor_layers,
-    time_dim): the two share one interface, so an agent swaps them by name."""
+    time_dim, actor_action_gain): the two share one interface, so an agent swaps them by name."""
     cls = {"diffusion": DiffusionActor, "flow": FlowActor}[kind]
     c = config
-    return cls(obs_dim, act_dim, max_action, c.n_steps, c.actor_hidden, c.actor_layers, c.time_dim)
+    return cls(
+        obs_dim,
+        act_dim,
+        max_action,
+        c.n_steps,
+        c.actor_hidden,
+        c.actor_layers,
+        c.time_dim,
+        action_gain=c.actor_action_gain,
+    )
 
 
 def make_iqn(obs_dim: int, act_dim: int, config) -> IQNEnsemble:
-    """The IQN critic ensemble a config describes (n_critics, widths, activation)."""
+    """The IQN critic ensemble a config describes (n_critics, widths, activation).
+
+    Also checks the config's ``tau_weighting`` (the loss the critic will be trained with).
+    """
     check_choice("critic_activation", config.critic_activation, ACTIVATIONS)
+    check_choice("tau_weighting", config.tau_weighting, TAU_WEIGHTINGS)
     c = config
     return IQNEnsemble(
         obs_dim,
@@ -201,6 +230,7 @@ def iqn_critic_loss(
     gamma: float,
     n_quantiles: int,
     q_clip: float | None = None,
+    tau_weighting: str = "current",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The distributional TD loss of an IQN ensemble and its log entries.
 
@@ -208,18 +238,23 @@ def iqn_critic_loss(
     (the min taken per level), and the quantile Huber loss over all (tau_i, y_j) pairs at
     tau ~ U(0, 1) (ref: ramac-oraac-code.md §1 steps 1-3; the correct pairing of §8.1).
     Its phase clips each critic's gradient on its own (``per_member``).
+    ``tau_weighting="target"`` trains with THE PUBLIC RADAC CODE'S BUG instead (the Huber
+    weight's level indexed by the target sample; ``ramac.nets.iqn.quantile_huber_loss``).
     """
     b = batch.obs.shape[0]
     device = batch.obs.device
     with torch.no_grad():
-        taus_next = torch.rand(b, n_quantiles, device=device)
-        z_next = target(batch.next_obs, next_actions, taus_next).min(dim=0).values  # [B, N]
-        y = batch.rewards + batch.not_done * gamma * z_next
+        taus_next = torch.rand(b, n_quantiles, device=device)  # drawn either way: same stream
+        if no_bootstrap(batch):  # y = r exactly; the target critic's forward is skipped
+            y = batch.rewards.expand(b, n_quantiles)
+        else:
+            z_next = target(batch.next_obs, next_actions, taus_next).min(dim=0).values  # [B, N]
+            y = batch.rewards + batch.not_done * gamma * z_next
         if q_clip is not None:
             y = y.clamp(-q_clip, q_clip)
     taus = torch.rand(b, n_quantiles, device=device)
     z = critic(batch.obs, batch.actions, taus)  # [E, B, N]
-    loss = quantile_huber_loss(z, taus, y)
+    loss = quantile_huber_loss(z, taus, y, tau_weighting=tau_weighting)
     return loss, {
         "critic_loss": loss.detach() / critic.n_critics,  # per critic, as RADAC logs it
         "z_mean": z.detach().mean(),
@@ -263,9 +298,12 @@ def twin_q_loss(
     mse(q2, y)); ``target_agg`` is ``min`` (clipped double Q) or ``mean`` (FQL's default).
     """
     with torch.no_grad():
-        q_next = target(batch.next_obs, next_actions)  # [E, B]
-        q_next = q_next.min(dim=0).values if target_agg == "min" else q_next.mean(dim=0)
-        y = batch.rewards.squeeze(-1) + batch.not_done.squeeze(-1) * gamma * q_next
+        if no_bootstrap(batch):  # y = r exactly; the target critics' forward is skipped
+            y = batch.rewards.squeeze(-1)
+        else:
+            q_next = target(batch.next_obs, next_actions)  # [E, B]
+            q_next = q_next.min(dim=0).values if target_agg == "min" else q_next.mean(dim=0)
+            y = batch.rewards.squeeze(-1) + batch.not_done.squeeze(-1) * gamma * q_next
     q = critic(batch.obs, batch.actions)
     loss = (q - y).pow(2).mean(dim=-1).sum()
     return loss, {"critic_loss": loss.detach() / critic.n_members, "q_mean": q.detach().mean()}

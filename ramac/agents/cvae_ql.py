@@ -26,6 +26,7 @@ class CVAEQLConfig(GenerativeQLConfig):
     actor_hidden: int = 750  # VAE encoder / decoder width (BCQ / ORAAC, ref §6)
     latent_dim: int | None = None  # None = 2 * act_dim (ref §6)
     kl_weight: float = 0.5  # ref §6: MSE + 0.5 KL
+    latent_clip: float | None = 0.5  # decode z ~ N(0, I) clipped to +-this (ref §6); None: not
 
 
 class CVAEQL(GenerativeQL):
@@ -34,7 +35,13 @@ class CVAEQL(GenerativeQL):
     def _make_actor(self) -> nn.Module:
         c = self.config
         return VAE(
-            self.obs_dim, self.act_dim, self.max_action, c.actor_hidden, c.latent_dim, c.kl_weight
+            self.obs_dim,
+            self.act_dim,
+            self.max_action,
+            c.actor_hidden,
+            c.latent_dim,
+            c.kl_weight,
+            c.latent_clip,
         )
 
 

@@ -6,6 +6,15 @@ targets; an EMA actor gives the target actions. ref: paper-tables.md §4 (T=5 VP
 256, gamma 0.99, tau 0.005, EMA 0.995, eta 1.0 and lr 3e-4 on every locomotion task, grad
 norm per task). The generative-policy + twin-Q machinery is shared with CVAE-QL
 (``GenerativeQL``); only the policy model differs.
+
+Diffusion-QL (flow), ``diffusion_ql_flow``: the same twin-Q objective and action selection
+with the DDPM replaced by the flow-matching actor RAFMAC uses (``ramac.nets.flow``: velocity
+field trained by conditional flow matching, K Euler steps, the Q gradient taken through the
+whole Euler path as Diffusion-QL takes it through its reverse chain). The issue that asked
+for it names an ``is_flow_matching`` variant of the Diffusion-QL code; the newest snapshot
+of Zhendong-Wang/Diffusion-Policies-for-Offline-RL we could open (@ d871f5c) has none, so it
+is built from the paper's description (Diffusion-QL's actor loss, arXiv 2208.06193)
+with this toolkit's flow actor, not from that code.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ class DiffusionQLConfig(GenerativeQLConfig):
     n_steps: int = 5  # diffusion steps T, VP schedule (ref §4)
     actor_layers: int = 3  # denoiser depth (3 x 256 Mish)
     time_dim: int = 16  # sinusoidal time embedding
+    actor_action_gain: float = 1.0  # x the action input's initial weights (TimeConditionedMLP)
     # Diffusion-QL's sample_action draws 50 actions per state and samples one with
     # probability softmax(min_e Q'_e(s, a)): that is the policy it evaluates.
     act_candidates: int = 50
@@ -64,6 +74,15 @@ class DiffusionQLConfig(GenerativeQLConfig):
     # 50-epoch train() call, so there the lr ends at 99.9% of its start; the intent, decay
     # over the whole run, is implemented (docs/fidelity.md).
     lr_decay_steps: int = 2_000_000
+
+
+@dataclass
+class DiffusionQLFlowConfig(DiffusionQLConfig):
+    """Diffusion-QL (flow): Diffusion-QL's settings, a flow-matching actor (module docstring)."""
+
+    # Euler steps K of the flow actor, RAFMAC's (configs/rafmac.yaml of KaiFukazawa/RAMAC @
+    # f2c1ed6 flow_steps 10); widths, time embedding and everything else are Diffusion-QL's.
+    n_steps: int = 10
 
 
 class GenerativeQL(Agent):
@@ -139,3 +158,13 @@ class DiffusionQL(GenerativeQL):
 
 
 register("diffusion_ql", DiffusionQLConfig, DiffusionQL, "Diffusion-QL")
+
+
+class DiffusionQLFlow(GenerativeQL):
+    """Diffusion-QL (flow): the generative policy is a flow-matching actor (Euler sampler)."""
+
+    def _make_actor(self) -> nn.Module:
+        return make_actor("flow", self.obs_dim, self.act_dim, self.max_action, self.config)
+
+
+register("diffusion_ql_flow", DiffusionQLFlowConfig, DiffusionQLFlow, "Diffusion-QL (flow)")

@@ -49,6 +49,7 @@ class FQLConfig:
     actor_hidden: int = 512  # flow and one-step MLP width (FQL: 4 x 512)
     actor_layers: int = 4
     time_dim: int = 16  # time embedding of the velocity field
+    actor_action_gain: float = 1.0  # x the flow's action-input initial weights (TimeConditionedMLP)
     critic_hidden: int = 512  # FQL value net: 4 x 512, GELU, layer norm
     critic_layers: int = 4
     critic_layer_norm: bool = True
@@ -73,6 +74,7 @@ class FQL(Agent):
                 c.actor_hidden,
                 c.actor_layers,
                 c.time_dim,
+                action_gain=c.actor_action_gain,
             ),
         )
         self.onestep = self.add_net(

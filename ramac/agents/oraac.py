@@ -68,13 +68,19 @@ class ORAACConfig:
     # relu as in the reference critics; leaky_relu keeps rare-penalty tails learnable
     # (see ramac.nets.iqn.ACTIVATIONS).
     critic_activation: str = "relu"
+    # current = the correct quantile Huber loss; target = THE PUBLIC RADAC CODE'S BUG (the
+    # weight's level indexed by the target sample: quantiles pulled to the median), kept
+    # only to measure what it does (ramac.nets.iqn.quantile_huber_loss).
+    tau_weighting: str = "current"
     prior: str = "vae"  # behaviour prior: vae | diffusion | flow
     prior_hidden: int = 750  # VAE width 750 (ref §6); denoiser / velocity width otherwise
     prior_layers: int = 3  # hidden layers of the diffusion / flow prior
     prior_steps: int = 5  # diffusion T or flow Euler K
     time_dim: int = 16  # time embedding of the diffusion / flow prior
+    prior_action_gain: float = 1.0  # x the diffusion / flow prior's action-input initial weights
     latent_dim: int | None = None  # VAE latent, None = 2 * act_dim (ref §6)
     kl_weight: float = 0.5  # VAE KL weight (ref §6)
+    latent_clip: float | None = 0.5  # VAE decodes z ~ N(0, I) clipped to +-this (ref §6); None: not
     device: str = "cpu"
 
 
@@ -136,9 +142,16 @@ class ORAAC(Agent):
     def _make_prior(self) -> nn.Module:
         c, args = self.config, (self.obs_dim, self.act_dim, self.max_action)
         if c.prior == "vae":
-            return VAE(*args, c.prior_hidden, c.latent_dim, c.kl_weight)
+            return VAE(*args, c.prior_hidden, c.latent_dim, c.kl_weight, c.latent_clip)
         cls = DiffusionActor if c.prior == "diffusion" else FlowActor
-        return cls(*args, c.prior_steps, c.prior_hidden, c.prior_layers, c.time_dim)
+        return cls(
+            *args,
+            c.prior_steps,
+            c.prior_hidden,
+            c.prior_layers,
+            c.time_dim,
+            action_gain=c.prior_action_gain,
+        )
 
     def _actor_step(self) -> bool:
         return self.step % self.config.target_update_every == 0
@@ -162,7 +175,14 @@ class ORAAC(Agent):
         c = self.config
         next_actions = target_actions(lambda s: self.actor_target(s, self.prior.sample(s)), b)
         return iqn_critic_loss(
-            self.critic, self.critic_target, b, next_actions, c.gamma, c.n_quantiles, c.q_clip
+            self.critic,
+            self.critic_target,
+            b,
+            next_actions,
+            c.gamma,
+            c.n_quantiles,
+            c.q_clip,
+            c.tau_weighting,
         )
 
     def actor_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:

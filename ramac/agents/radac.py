@@ -46,6 +46,7 @@ class RADACConfig:
     actor_hidden: int = 256  # denoiser width (ref §1 "Denoiser": 3 x 256 Mish)
     actor_layers: int = 3
     time_dim: int = 16  # sinusoidal time embedding (ref §1 "Denoiser")
+    actor_action_gain: float = 1.0  # x the action input's initial weights (TimeConditionedMLP)
     lambda_bc: float = 1.0  # weight of the BC loss (ref §1 table)
     eta: float = 0.02  # weight of the risk term after warmup (ref §1 table)
     eta_warmup_steps: int = 0  # eta = 0 before this step (ref §1 table "warmup")
@@ -67,6 +68,10 @@ class RADACConfig:
     # relu as in the reference critics; leaky_relu keeps rare-penalty tails learnable
     # (see ramac.nets.iqn.ACTIVATIONS).
     critic_activation: str = "relu"
+    # current = the correct quantile Huber loss; target = THE PUBLIC RADAC CODE'S BUG (the
+    # weight's level indexed by the target sample: quantiles pulled to the median), kept
+    # only to measure what it does (ramac.nets.iqn.quantile_huber_loss).
+    tau_weighting: str = "current"
     device: str = "cpu"
 
 
@@ -101,7 +106,14 @@ class RADAC(Agent):
         c = self.config
         next_actions = target_actions(self.ema_actor.sample, b)
         return iqn_critic_loss(
-            self.critic, self.critic_target, b, next_actions, c.gamma, c.n_quantiles, c.q_clip
+            self.critic,
+            self.critic_target,
+            b,
+            next_actions,
+            c.gamma,
+            c.n_quantiles,
+            c.q_clip,
+            c.tau_weighting,
         )
 
     def actor_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:

@@ -43,11 +43,14 @@ class DiffusionActor(nn.Module):
         hidden: int = 256,
         n_layers: int = 3,
         time_dim: int = 16,
+        action_gain: float = 1.0,
     ) -> None:
         super().__init__()
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.max_action, self.n_steps = float(max_action), n_steps
-        self.denoiser = TimeConditionedMLP(obs_dim, act_dim, hidden, n_layers, time_dim)
+        self.denoiser = TimeConditionedMLP(
+            obs_dim, act_dim, hidden, n_layers, time_dim, action_gain=action_gain
+        )
         self._register_schedule(vp_beta_schedule(n_steps))
 
     def _register_schedule(self, betas: Tensor) -> None:

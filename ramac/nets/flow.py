@@ -36,12 +36,19 @@ class FlowActor(nn.Module):
         hidden: int = 256,
         n_layers: int = 3,
         time_dim: int = 16,
+        action_gain: float = 1.0,
     ) -> None:
         super().__init__()
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.max_action, self.n_steps = float(max_action), n_steps
         self.velocity = TimeConditionedMLP(
-            obs_dim, act_dim, hidden, n_layers, time_dim, time_scale=FLOW_TIME_SCALE
+            obs_dim,
+            act_dim,
+            hidden,
+            n_layers,
+            time_dim,
+            time_scale=FLOW_TIME_SCALE,
+            action_gain=action_gain,
         )
 
     def loss(self, actions: Tensor, obs: Tensor) -> Tensor:

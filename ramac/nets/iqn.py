@@ -144,8 +144,18 @@ class IQNEnsemble(nn.Module):
         return self.quantiles(self.features(obs, actions), taus)
 
 
+# How the quantile Huber weight |tau - 1{delta < 0}| picks its level tau for the pair
+# (current quantile i, target sample j): "current" is the correct loss (tau_i); "target" is
+# THE PUBLIC RADAC CODE'S BUG, kept only to measure what it does (see quantile_huber_loss).
+TAU_WEIGHTINGS = ("current", "target")
+
+
 def quantile_huber_loss(
-    current: Tensor, taus: Tensor, target: Tensor, kappa: float = 1.0
+    current: Tensor,
+    taus: Tensor,
+    target: Tensor,
+    kappa: float = 1.0,
+    tau_weighting: str = "current",
 ) -> Tensor:
     """Quantile Huber loss over all (current i, target j) pairs (Dabney et al. 2018, eq. 3).
 
@@ -155,15 +165,38 @@ def quantile_huber_loss(
     / kappa. Reduction: mean over targets j, sum over current quantiles i, mean over the
     batch, sum over leading (ensemble) dims, so each critic gets its own full-scale loss.
 
-    The weight uses the CURRENT quantile's level tau_i. The public RADAC code indexes tau by
-    the target sample instead, which drives every quantile to the median and makes its
-    "CVaR" about the median (ref: ramac-oraac-code.md §0.1, §8.1); this is the correct loss.
+    ``tau_weighting="current"`` (the default, and the correct loss): the weight uses the
+    CURRENT quantile's level tau_i.
+
+    ``tau_weighting="target"`` reproduces THE PUBLIC RADAC CODE'S BUG, for comparison only:
+    the weight's level is indexed by the TARGET sample, |tau_j - 1{delta_ij <= 0}|, where
+    tau_j is the j-th of the levels ``taus`` that were drawn for the current quantiles
+    (``quantile_huber_loss(target, current, tau_k)`` in agents/radac.py of KaiFukazawa/RAMAC
+    @ f2c1ed6 is passed the current quantiles' levels ``tau_k`` and broadcasts them along the
+    target axis; the target's own levels ``tau_k_`` never enter the loss). So N must equal
+    M. Off the diagonal i = j the weight's level is then unrelated to quantile i, and each
+    fitted quantile is pulled towards the median (docs/fidelity.md "The IQN critic";
+    tests/nets/test_iqn.py fits a known distribution both ways). The public code's
+    reduction (sum over targets, mean over current quantiles) equals this one when N = M;
+    its ``<= 0`` differs from ``< 0`` only on exact ties, which have probability zero, so
+    the indicator is shared.
     """
     if kappa <= 0:
         raise ValueError(f"kappa must be positive, got {kappa}")
+    if tau_weighting not in TAU_WEIGHTINGS:
+        raise ValueError(f"tau_weighting must be one of {TAU_WEIGHTINGS}, got '{tau_weighting}'")
     delta = target.unsqueeze(-2) - current.unsqueeze(-1)  # [..., B, N, M]
     abs_delta = delta.abs()
     huber = torch.where(abs_delta <= kappa, 0.5 * delta.pow(2), kappa * (abs_delta - 0.5 * kappa))
-    weight = (taus.unsqueeze(-1) - (delta.detach() < 0).to(delta.dtype)).abs()
+    if tau_weighting == "current":
+        level = taus.unsqueeze(-1)  # [B, N, 1]: tau_i for every target j
+    else:  # the public code's bug: the level at the target's index j
+        if taus.shape[-1] != target.shape[-1]:
+            raise ValueError(
+                "tau_weighting 'target' pairs level j with target j: it needs as many "
+                f"levels as targets, got {taus.shape[-1]} and {target.shape[-1]}"
+            )
+        level = taus.unsqueeze(-2)  # [B, 1, M]: tau_j for every current quantile i
+    weight = (level - (delta.detach() < 0).to(delta.dtype)).abs()
     rho = weight * huber / kappa
     return rho.mean(dim=-1).sum(dim=-1).mean(dim=-1).sum()

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ramac.agents import AGENTS, make_agent
+from ramac.agents import AGENTS, codac, common, make_agent
 from ramac.data.dataset import Batch
+from ramac.nets.iqn import IQNEnsemble, quantile_huber_loss
 
 OBS_DIM, ACT_DIM = 3, 2
 
@@ -25,6 +26,15 @@ TINY = {
     "oraac_diff": dict(batch_size=16, actor_hidden=[16], prior_hidden=16, prior_steps=2, **_IQN),
     "oraac_flow": dict(batch_size=16, actor_hidden=[16], prior_hidden=16, prior_steps=2, **_IQN),
     "diffusion_ql": dict(
+        batch_size=16,
+        critic_hidden=16,
+        critic_layers=2,
+        ema_start=2,
+        ema_every=1,
+        act_candidates=4,
+        **_DIFF,
+    ),
+    "diffusion_ql_flow": dict(
         batch_size=16,
         critic_hidden=16,
         critic_layers=2,
@@ -84,6 +94,34 @@ def random_batch(seed: int, n: int = 16, max_action: float = 1.0) -> Batch:
 
 def test_every_agent_has_tiny_settings():
     assert set(TINY) == set(AGENTS)
+
+
+def test_tau_weighting_is_a_setting_of_exactly_the_iqn_agents():
+    """Every agent with an IQN critic, and only those, names its critic loss's weighting."""
+    for name in NAMES:
+        agent = make(name)
+        has_iqn = isinstance(getattr(agent, "critic", None), IQNEnsemble)
+        assert hasattr(agent.config, "tau_weighting") == has_iqn, name
+        if has_iqn:
+            assert agent.config.tau_weighting == "current", name
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if hasattr(make(n).config, "tau_weighting")])
+def test_tau_weighting_reaches_the_critic_loss(name, monkeypatch):
+    """``tau_weighting: target`` (the public RADAC code's bug) trains the critic with it."""
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("tau_weighting"))
+        return quantile_huber_loss(*args, **kwargs)
+
+    monkeypatch.setattr(common, "quantile_huber_loss", spy)
+    monkeypatch.setattr(codac, "quantile_huber_loss", spy)
+    for weighting in ("target", "current"):
+        seen.clear()
+        agent = make(name, tau_weighting=weighting)
+        logs = agent.update(random_batch(0))
+        assert seen == [weighting] and np.isfinite(logs["critic_loss"]), name
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -6,8 +6,10 @@ import pytest
 
 from ramac.agents import AGENTS, make_agent, make_config
 from ramac.agents.oraac import ORAAC, ORAACConfig, ORAACDiffConfig, ORAACFlowConfig
-from ramac.config import CONFIG_DIR, algo_values, read_yaml
+from ramac.config import CONFIG_DIR, algo_values, config_hash, read_yaml
 from ramac.errors import UserError
+from ramac.nets.diffusion import DiffusionActor
+from ramac.nets.flow import FlowActor
 
 SIX = [
     f"{env}-{kind}-v2"
@@ -26,6 +28,7 @@ def test_registry_names_and_display_names():
         "oraac_flow": "ORAAC-Flow",
         "oraac_published": "ORAAC (published settings)",
         "diffusion_ql": "Diffusion-QL",
+        "diffusion_ql_flow": "Diffusion-QL (flow)",
         "fql": "FQL",
         "cvae_ql": "CVAE-QL",
         "bc": "BC",
@@ -87,6 +90,9 @@ def test_unknown_algorithm_lists_the_known_ones():
         ("radac", {"critic_activation": "tanh"}),
         ("radac", {"device": "gpu7"}),
         ("oraac", {"prior": "gan"}),
+        ("radac", {"tau_weighting": "median"}),
+        ("oraac_flow", {"tau_weighting": "Target"}),
+        ("codac", {"tau_weighting": "median"}),
         ("fql", {"q_agg": "max"}),
     ],
 )
@@ -118,3 +124,27 @@ def test_oraac_published_keeps_the_authors_per_task_settings():
     assert (hopper.gamma, hopper.tau, hopper.critic_hidden) == (0.9, 0.05, 128)
     cheetah = make_config("oraac_published", "halfcheetah-medium-replay-v2")
     assert (cheetah.risk, cheetah.risk_param) == ("wang", -0.75)
+
+
+def test_tau_weighting_current_keeps_the_run_folder_hash():
+    """A run keyed before ``tau_weighting`` existed keeps its folder at the default; the
+    public code's weighting keys a folder of its own."""
+    resolved = dataclasses.asdict(make_config("radac", "hopper-medium-expert-v2"))
+    assert resolved["tau_weighting"] == "current"
+    before = {k: v for k, v in resolved.items() if k != "tau_weighting"}
+    assert config_hash({"algo": resolved, "steps": 5}) == config_hash({"algo": before, "steps": 5})
+    target = resolved | {"tau_weighting": "target"}
+    assert config_hash({"algo": target, "steps": 5}) != config_hash({"algo": before, "steps": 5})
+
+
+def test_diffusion_ql_flow_is_diffusion_ql_with_a_flow_actor():
+    assert isinstance(make_agent("diffusion_ql_flow", 3, 2, 1.0).actor, FlowActor)
+    assert isinstance(make_agent("diffusion_ql", 3, 2, 1.0).actor, DiffusionActor)
+    # Diffusion-QL's settings everywhere but the sampler's steps, which are RAFMAC's flow's.
+    for dataset in [None, *SIX, "bandit"]:
+        flow = dataclasses.asdict(make_config("diffusion_ql_flow", dataset))
+        ddpm = dataclasses.asdict(make_config("diffusion_ql", dataset))
+        steps = make_config("rafmac", dataset if dataset == "bandit" else None).n_steps
+        assert flow.pop("n_steps") == steps, dataset
+        ddpm.pop("n_steps")
+        assert flow == ddpm, f"{dataset}: configs/algos/diffusion_ql_flow.yaml out of step"

@@ -47,6 +47,61 @@ def test_quantile_huber_loss_hand_computed_2x2() -> None:
     assert quantile_huber_loss(current, taus, target, kappa=2.0).item() == pytest.approx(0.640625)
 
 
+def test_target_weighting_reproduces_the_public_loss_hand_computed_2x2() -> None:
+    """tau_weighting="target": the public RADAC code's bug (agents/radac.py of
+    KaiFukazawa/RAMAC @ f2c1ed6, ``quantile_huber_loss``), which takes the Huber weight's
+    level at the TARGET's index j from the levels drawn for the current quantiles."""
+    current = torch.tensor([[0.0, 1.0]])  # B=1, N=2, at levels tau = (.25, .75)
+    taus = torch.tensor([[0.25, 0.75]])
+    target = torch.tensor([[0.5, 3.0]])  # M=2
+    # rho_ij = |tau_j - 1{d_ij <= 0}| * smooth_l1(d_ij), d_ij = target_j - current_i:
+    #   i=0: j=0 d=.5 -> tau_0 .25 * .125 = .03125 ; j=1 d=3 -> tau_1 .75 * 2.5 = 1.875
+    #   i=1: j=0 d=-.5 -> |.25 - 1| .75 * .125 = .09375 ; j=1 d=2 -> tau_1 .75 * 1.5 = 1.125
+    # The public reduction: sum over targets j (1.90625, 1.21875), mean over i -> 1.5625
+    # (this loss: mean over j, sum over i, the same total when N = M).
+    loss = quantile_huber_loss(current, taus, target, tau_weighting="target")
+    assert loss.item() == pytest.approx(1.5625)
+    assert quantile_huber_loss(current, taus, target).item() == pytest.approx(0.90625)
+
+
+def public_loss_loops(current, taus, target) -> float:
+    """The public code's loss written out pair by pair (one critic, N = M levels):
+    mean over batch and i of sum over j of |tau_j - 1{y_j - z_i <= 0}| smooth_l1(y_j - z_i)."""
+    b, n = current.shape
+    total = 0.0
+    for row in range(b):
+        for i in range(n):
+            for j in range(n):
+                d = float(target[row, j] - current[row, i])
+                huber = 0.5 * d * d if abs(d) < 1 else abs(d) - 0.5
+                total += abs(float(taus[row, j]) - (d <= 0)) * huber
+    return total / (b * n)
+
+
+def test_target_weighting_matches_the_public_formula_on_random_input() -> None:
+    gen = torch.Generator().manual_seed(0)
+    current = 2 * torch.randn(3, 4, generator=gen)
+    taus = torch.rand(3, 4, generator=gen)
+    target = 2 * torch.randn(3, 4, generator=gen)
+    loss = quantile_huber_loss(current, taus, target, tau_weighting="target")
+    assert loss.item() == pytest.approx(public_loss_loops(current, taus, target), rel=1e-6)
+    # Two ensemble members: each gets its own full-scale loss, summed.
+    stacked = torch.stack([current, current + 1.0])
+    both = quantile_huber_loss(stacked, taus, target, tau_weighting="target")
+    expected = public_loss_loops(current, taus, target) + public_loss_loops(
+        current + 1.0, taus, target
+    )
+    assert both.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_tau_weighting_mistakes_are_value_errors() -> None:
+    current, taus = torch.zeros(2, 3), torch.rand(2, 3)
+    with pytest.raises(ValueError, match="as many levels as targets"):
+        quantile_huber_loss(current, taus, torch.zeros(2, 5), tau_weighting="target")
+    with pytest.raises(ValueError, match="tau_weighting"):
+        quantile_huber_loss(current, taus, torch.zeros(2, 3), tau_weighting="median")
+
+
 def test_quantile_huber_loss_reduction() -> None:
     gen = torch.Generator().manual_seed(0)
     current = torch.randn(4, 5, generator=gen)
@@ -225,3 +280,56 @@ def test_quantile_fit_recovers_bimodal_quantiles() -> None:
         # at the median, off by ~11 at tau=0.05 and ~0.17 from the Huber optimum at 0.95.
         assert got[0] == pytest.approx(truth[0], abs=1.0), (got, truth)
         assert got[1:] == pytest.approx(truth[1:], abs=0.15), (got, truth)
+
+
+# --- The public code's weighting pulls every quantile to the median ---------------------------
+WIDE_SD = 3.0  # targets ~ N(0, 3^2): errors mostly beyond kappa = 1, so close to quantiles
+
+
+def normal_huber_quantile(tau: float, sd: float, kappa: float = 1.0) -> float:
+    """Population minimiser of the quantile Huber loss for N(0, sd^2) targets."""
+    y = np.linspace(-12 * sd, 12 * sd, 40001)
+    p = stats.norm.pdf(y, 0.0, sd)
+
+    def slope(theta: float) -> float:
+        d = y - theta
+        return np.trapezoid(p * np.abs(tau - (d < 0)) * np.clip(d, -1.0, 1.0), y)
+
+    return optimize.brentq(slope, -30.0, 30.0)
+
+
+def fit_normal(tau_weighting: str, steps: int = 600) -> list[float]:
+    """A one-critic IQN fitted to N(0, 3^2) targets with the given weighting; its 0.1, 0.5
+    and 0.9 quantiles."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    critic = IQNEnsemble(1, 1, n_critics=1, hidden=32, embed_dim=16, n_cos=16, head_hidden=32)
+    batch, n = 16, 16
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / steps)
+    zeros = torch.zeros(batch, 1)
+    for _ in range(steps):
+        taus = torch.rand(batch, n, generator=gen)
+        target = WIDE_SD * torch.randn(batch, n, generator=gen)
+        z = critic(zeros, zeros, taus)
+        loss = quantile_huber_loss(z, taus, target, tau_weighting=tau_weighting)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        return critic(zeros[:1], zeros[:1], torch.tensor([0.1, 0.5, 0.9]))[0, 0].tolist()
+
+
+def test_target_weighting_collapses_the_fitted_tails_to_the_median() -> None:
+    truth = stats.norm.ppf([0.1, 0.9], 0.0, WIDE_SD)  # -+3.84
+    huber = [normal_huber_quantile(t, WIDE_SD) for t in (0.1, 0.9)]  # -+3.48 (kappa = 1)
+    low, median, high = fit_normal("current")
+    # The correct weighting: the tails where the loss puts them, near the true quantiles.
+    assert [low, high] == pytest.approx(huber, abs=0.2)
+    assert [low, high] == pytest.approx(truth, abs=0.6)
+    assert median == pytest.approx(0.0, abs=0.2)
+    # The public code's weighting: both tails within 0.5 of the median (0), 3.8 off.
+    low, median, high = fit_normal("target")
+    assert abs(low) < 0.5 and abs(high) < 0.5 and abs(median) < 0.5
+    assert high - low < 0.15 * (truth[1] - truth[0])
