@@ -45,7 +45,8 @@ BASE_URL = BASE_URLS["v2"]
 VERSIONS = tuple(BASE_URLS)
 KINDS = ("random", "medium", "medium-replay", "medium-expert", "expert")
 
-# ref: paper-tables.md §5 (D4RL d4rl/infos.py; v0 and v2 share the random-v0 / expert values)
+# Reference scores: d4rl/infos.py of Farama-Foundation/D4RL (v0 and v2 share the random-v0 /
+# expert values).
 REF_SCORES = {
     "halfcheetah": (-280.178953, 12135.0),
     "hopper": (-20.272305, 3234.3),

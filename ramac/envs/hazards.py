@@ -151,8 +151,8 @@ def relabel(dataset: OfflineDataset, spec: HazardSpec, seed: int) -> OfflineData
     post-step state the source did not store is neither risky nor penalised, and counted
     (``unlabelled_end_rows`` in the recorded hazard). The stored rewards are kept and the
     penalty applied on top (RAMAC re-simulated each step to get the reward again; no
-    re-simulation is needed for the same result). Terminals are kept (ref
-    ramac-oraac-code.md §5: the RAMAC builder keeps the original terminals).
+    re-simulation is needed for the same result). Terminals are kept, as the RAMAC builder
+    keeps the original ones (environment/risky_create_hdf5.py of KaiFukazawa/RAMAC @ f2c1ed6).
     """
     if dataset.provenance.hazard is not None:
         name = dataset.provenance.hazard.get("name")
