@@ -36,7 +36,7 @@ format: $(STAMP)  ## apply ruff's formatting and fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bandit: $(STAMP)  ## the 2-D risky bandit: every method x $(SEEDS) seeds, quick profile (~30 min on 2 idle CPUs; see the README)
+bandit: $(STAMP)  ## the 2-D risky bandit: every method x $(SEEDS) seeds, quick profile (~34 min on 2 idle CPUs)
 	$(PY) reproduce.py bandit --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS))
 
 data: $(STAMP)  ## generate the Stochastic-D4RL datasets from the shipped behaviour policies
