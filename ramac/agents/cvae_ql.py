@@ -26,7 +26,9 @@ class CVAEQLConfig(GenerativeQLConfig):
     actor_hidden: int = 750  # VAE encoder / decoder width (BCQ / ORAAC, ref §6)
     latent_dim: int | None = None  # None = 2 * act_dim (ref §6)
     kl_weight: float = 0.5  # ref §6: MSE + 0.5 KL
-    latent_clip: float | None = 0.5  # decode z ~ N(0, I) clipped to +-this (ref §6); None: not
+    latent_clip: float | None = (
+        0.5  # decode z ~ N(0, I) clipped to +-this (O-RAAC's VAE); None: not
+    )
 
 
 class CVAEQL(GenerativeQL):

@@ -47,8 +47,10 @@ class ORAACConfig:
     lr_actor: float = 1e-4  # ref §6
     lr_critic: float = 1e-3  # ref §6
     lr_prior: float = 1e-3  # the VAE's Adam at its default lr (ref §6)
-    gamma: float = 0.99  # ref §6 (O-RAAC's hopper: 0.9, variant oraac_published)
-    tau: float = 0.005  # target critic and actor Polyak rate (ref §6; its hopper: 0.05)
+    gamma: float = 0.99  # O-RAAC's json_params/ORAAC (its hopper: 0.9, variant oraac_published)
+    tau: float = (
+        0.005  # target critic and actor Polyak rate (O-RAAC's json_params; its hopper: 0.05)
+    )
     target_update_every: int = 2  # actor step + soft updates every this many steps (ref §6)
     grad_norm: float = 0.0  # O-RAAC clips nothing; >0 clips actor, critic and prior
     phi: float = 0.25  # perturbation scale, json ``lamda`` (ref §6; 0.5 on hc-medium)
@@ -80,7 +82,9 @@ class ORAACConfig:
     prior_action_gain: float = 1.0  # x the diffusion / flow prior's action-input initial weights
     latent_dim: int | None = None  # VAE latent, None = 2 * act_dim (ref §6)
     kl_weight: float = 0.5  # VAE KL weight (ref §6)
-    latent_clip: float | None = 0.5  # VAE decodes z ~ N(0, I) clipped to +-this (ref §6); None: not
+    latent_clip: float | None = (
+        0.5  # VAE decodes z ~ N(0, I) clipped to +-this (O-RAAC's VAE); None: not
+    )
     device: str = "cpu"
 
 

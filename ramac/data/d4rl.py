@@ -4,7 +4,7 @@ the d4rl or mujoco-py packages).
 ``load_d4rl`` finds (or downloads) the hdf5 file, validates it, and converts it with
 :func:`qlearning_dataset`, which reproduces ``d4rl.qlearning_dataset`` bit for bit by
 default, because CORL, Diffusion-QL and RAMAC all train on that output
-(ref: ecosystem.md §3). Terminal rows additionally keep the file's stored post-step state
+(D4RL's scripts/generation/mujoco/collect_data.py, Farama-Foundation/D4RL). Terminal rows additionally keep the file's stored post-step state
 (``end_rows`` / ``end_observations``), so a fall is judged on the fallen pose, not on
 the next episode's reset pose that d4rl puts in ``next_observations``.
 
@@ -288,7 +288,7 @@ def qlearning_dataset(
 ) -> dict[str, np.ndarray]:
     """(s, a, r, s', done) transitions with ``d4rl.qlearning_dataset``'s exact semantics.
 
-    Default (ref: ecosystem.md §3): rows ``i in range(N-1)`` (the last row is dropped);
+    Default (D4RL's scripts/generation/mujoco/collect_data.py, Farama-Foundation/D4RL): rows ``i in range(N-1)`` (the last row is dropped);
     ``next_observations[i] = observations[i+1]`` (the stored ones are ignored); a row with
     ``timeouts[i]`` is skipped (without a timeouts key: a row where the step counter reaches
     ``max_episode_steps - 1``); terminal rows are kept with ``terminals=True``.

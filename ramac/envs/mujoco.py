@@ -4,8 +4,9 @@ The simulator follows the data: a dataset's provenance names the env it was coll
 (D4RL files: Gymnasium v4, whose model files, reward and termination are those of the
 mujoco-py classes D4RL used, ``ramac.data.d4rl``; generated and Minari data: the env their
 files record, v5 for the toolkit's own). D4RL's own envs need mujoco-py; the official
-``mujoco`` bindings are used instead (ref ecosystem.md §3: label results "D4RL data,
-Gymnasium evaluation"). Without an env id the default is v5 (``ENV_IDS``).
+``mujoco`` bindings are used instead, and results say so ("D4RL data, Gymnasium
+evaluation"; README, "D4RL data: its simulator, and falls"). Without an env id the
+default is v5 (``ENV_IDS``).
 """
 
 from __future__ import annotations
