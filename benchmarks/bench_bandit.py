@@ -1,20 +1,23 @@
 """Bandit update cost: one seed stack (5 seeds) of each method at a bandit profile's settings.
 
-Cases, alternated block by block per method (each figure is the median block, so background
-load hits both alike):
+Cases (``--cases``), alternated block by block per method (each figure is the median block, so
+background load hits both alike); each names what it puts back of an earlier version:
 
-- ``sampled``: the seed stack as before: under vmap it cannot look at ``not_done``, so it
-  samples target actions (a whole no-grad diffusion / flow chain for RADAC, RAFMAC,
-  Diffusion-QL, ORAAC-Diff., ORAAC-Flow) and runs the target critics, only to multiply
-  them by zero: every bandit transition is terminal.
-- ``shortcut``: the stack checks its batch once, outside vmap, and skips both
-  (``ramac.agents.common.no_bootstrap``); the TD target is r either way.
+- ``sampled``: the stack never tells the losses that its batch is all terminal, so they
+  sample target actions (a whole no-grad diffusion / flow chain for RADAC, RAFMAC,
+  Diffusion-QL, ORAAC-Diff., ORAAC-Flow) and run the target critics, only to multiply them
+  by zero; ``ramac.agents.common.no_bootstrap`` now checks the batch once, outside vmap.
+- ``unfused``: the samplers call the whole network at every chain step (time MLP, concat,
+  first layer on [x, t, s]) and use PyTorch's fused Mish kernel; now
+  ``TimeConditionedMLP.along_chain`` computes the time and state shares of the first layer
+  once per chain, and ``ramac.nets.mlp.Mish`` composes softplus and tanh (faster on CPU).
+- ``now``: the code as it is.
 
 It also prints what the profile's training then costs: the sum over methods of (seconds per
 stack update x steps), and that sum spread over ``--workers`` processes (training only; the
 profile's wall time adds evaluation, start-up and the busiest worker's imbalance).
 
-    python benchmarks/bench_bandit.py [--profile quick] [--algos radac rafmac] [--rounds 3]
+    python benchmarks/bench_bandit.py [--profile quick] [--algos radac rafmac] [--cases unfused now]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,6 +39,8 @@ from pipeline.bandit import SUITE_FILE, SUITE_KEYS, bandit_spec  # noqa: E402
 from pipeline.runs import load_suite, profile_budget, profile_overrides  # noqa: E402
 from ramac.data.dataset import BatchSampler  # noqa: E402
 from ramac.envs.bandit import make_dataset  # noqa: E402
+from ramac.nets.common import TimeConditionedMLP  # noqa: E402
+from ramac.nets.mlp import Mish  # noqa: E402
 from ramac.runtime import keep_freed_memory  # noqa: E402
 from ramac.seed_parallel import SeedStack  # noqa: E402
 from ramac.train import build_agent  # noqa: E402
@@ -45,7 +51,25 @@ def _sampled_targets(all_terminal: bool = False):
     return common.seed_batched(False)
 
 
-CASES = {"sampled": _sampled_targets, "shortcut": common.seed_batched}
+def _fused_mish(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return F.mish(x)
+
+
+def _whole_network_per_step(net: TimeConditionedMLP, times: torch.Tensor, obs: torch.Tensor):
+    return lambda x, k: net(x, times[k].expand(x.shape[0]), obs)
+
+
+def use_case(name: str) -> None:
+    """Put back what case ``name`` undoes (each case also undoes the ones after it)."""
+    undo = CASES[CASES.index(name) : -1]
+    seed_parallel.seed_batched = _sampled_targets if "sampled" in undo else common.seed_batched
+    unfused = "unfused" in undo
+    Mish.forward = _fused_mish if unfused else COMPOSED_MISH
+    TimeConditionedMLP.along_chain = _whole_network_per_step if unfused else SPLIT_CHAIN
+
+
+COMPOSED_MISH, SPLIT_CHAIN = Mish.forward, TimeConditionedMLP.along_chain
+CASES = ("sampled", "unfused", "now")
 
 
 def time_blocks(update, iters: int) -> float:
@@ -63,6 +87,9 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=4, help="updates per block")
     parser.add_argument("--rounds", type=int, default=3, help="alternating blocks per case")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--cases", nargs="+", choices=CASES, default=["unfused", "now"], help="compared cases"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # as each worker of the pool runs
     keep_freed_memory()
@@ -75,8 +102,9 @@ def main() -> None:
         f"bandit, {args.profile} profile: {budget['steps']} updates, {n_seeds} seeds per stack, "
         f"1 thread; ms per stack update (median of {args.rounds} blocks of {args.iters})"
     )
-    print(f"  {'method':14s} {'sampled':>9s} {'shortcut':>9s} {'ratio':>6s}")
-    totals = dict.fromkeys(CASES, 0.0)
+    cases = args.cases
+    print(f"  {'method':14s}" + "".join(f"{name:>10s}" for name in cases) + "  first/last")
+    totals = dict.fromkeys(cases, 0.0)
     for algo in args.algos or suite["algos"]:
         overrides = profile_overrides(algo, budget.get("overrides") or {})
         agents = [build_agent(algo, dataset, seed, overrides) for seed in range(n_seeds)]
@@ -87,20 +115,18 @@ def main() -> None:
         def update(stack=stack, samplers=samplers) -> None:
             stack.update([sampler.sample() for sampler in samplers])
 
-        times: dict[str, list[float]] = {name: [] for name in CASES}
+        times: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):
-            for name, context in CASES.items():
-                seed_parallel.seed_batched = context
+            for name in cases:
+                use_case(name)
                 update()  # warm-up of this case's path
                 times[name].append(time_blocks(update, args.iters))
-        seed_parallel.seed_batched = common.seed_batched
+        use_case("now")
         ms = {name: 1000 * statistics.median(t) for name, t in times.items()}
-        for name in CASES:
+        for name in cases:
             totals[name] += ms[name] / 1000 * budget["steps"]
-        print(
-            f"  {algo:14s} {ms['sampled']:9.1f} {ms['shortcut']:9.1f} "
-            f"{ms['sampled'] / ms['shortcut']:5.2f}x"
-        )
+        row = "".join(f"{ms[name]:10.1f}" for name in cases)
+        print(f"  {algo:14s}{row}  {ms[cases[0]] / ms[cases[-1]]:9.2f}x")
     for name, seconds in totals.items():
         print(
             f"  training, {name}: {seconds / 60:5.1f} min in one process, "

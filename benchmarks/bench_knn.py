@@ -1,12 +1,13 @@
-"""Benchmark of the exact 1-NN engine of ``eval.ood`` at the size of a D4RL medium-expert
+"""Benchmark of the exact 1-NN engine of ``eval.knn`` at the size of a D4RL medium-expert
 OOD check: 2,000,000 (state, action) rows x 23 features (HalfCheetah: 17 + 6), 50,000 queries.
 
-It times the engines of ``eval.ood`` (``--backends``: ``torch``, the chunked brute force;
-``cluster``, the exact search pruned by cluster bounds; ``auto``, which picks among cluster,
-torch and a k-d tree; ``faiss``; all checked against the first on the queries they share)
-and, in the same run, exact baselines: scipy ``cdist`` one query at a time (the naive
-approach) and scipy ``cKDTree`` (``workers`` = threads), each on a subset of the queries and
-extrapolated linearly in the number of queries (cost is linear in it).
+It times the engines named in ``--backends`` (those of ``eval.knn``: ``torch``, the chunked
+brute force, and ``cluster``, the exact search pruned by cluster bounds; those kept as
+baselines in ``knn_baselines.py``: ``auto``, which picks among cluster, torch and a k-d tree,
+and ``faiss``), all checked against the first on the queries they share, and, in the same
+run, exact baselines: scipy ``cdist`` one query at a time (the naive approach) and scipy
+``cKDTree`` (``workers`` = threads), each on a subset of the queries and extrapolated
+linearly in the number of queries (cost is linear in it).
 ``--engine-queries`` does the same for the engines when the full run would take too long,
 except those named in ``--full-backends`` (default: cluster), which always run all queries.
 Data sets: ``trajectories`` (a smooth low-dimensional latent process mapped to 23 features
@@ -31,8 +32,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eval.ood import _AutoEngine, _ClusterEngine, _FaissEngine, _TorchEngine  # noqa: E402
+from knn_baselines import AutoEngine, FaissEngine  # noqa: E402
+
+from eval.knn import BruteForceEngine, ClusterEngine  # noqa: E402
 
 
 def trajectories(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -93,10 +97,10 @@ def run_engines(data, queries, args, total_queries: int) -> dict[str, float]:
     """Seconds per engine (set-up + search, the search extrapolated to ``total_queries`` when
     timed on a subset); checks the distances against the first engine's on shared queries."""
     classes = {
-        "torch": _TorchEngine,
-        "cluster": _ClusterEngine,
-        "auto": _AutoEngine,
-        "faiss": _FaissEngine,
+        "torch": BruteForceEngine,
+        "cluster": ClusterEngine,
+        "auto": AutoEngine,
+        "faiss": FaissEngine,
     }
     results, distances = {}, {}
     for name in args.backends:
@@ -163,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         nargs="+",
         default=["torch"],
         choices=["torch", "cluster", "auto", "faiss"],
-        help="engines of eval.ood to time (auto: picks among cluster, torch and k-d tree)",
+        help="engines to time: eval.knn's torch and cluster, the baselines auto (picks among "
+        "cluster, torch and k-d tree) and faiss",
     )
     parser.add_argument(
         "--full-backends",

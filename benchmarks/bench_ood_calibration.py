@@ -45,11 +45,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from eval.knn import BruteForceEngine  # noqa: E402
 from eval.ood import (  # noqa: E402
     ACTION_SCALES,
     DEFAULT_NEIGHBOURS,
     FEATURE_SPACES,
-    _TorchEngine,
     fit_detector,
 )
 from ramac.data.generate import load_generated  # noqa: E402
@@ -108,7 +108,7 @@ def conditional_action_std(dataset, points: int, rng: np.random.Generator) -> fl
     s = dataset.observations.astype(np.float64)
     z = (s - s.mean(axis=0)) / np.maximum(s.std(axis=0), 1e-6)
     rows = np.sort(rng.choice(len(z), points, replace=False))
-    nearest = _TorchEngine(z, precision="float64").k_nearest(z[rows], 1, rows)[1][:, 0]
+    nearest = BruteForceEngine(z, precision="float64").k_nearest(z[rows], 1, rows)[1][:, 0]
     diff = dataset.actions[rows].astype(np.float64) - dataset.actions[nearest]
     return float(np.sqrt(np.mean(diff**2) / 2))
 

@@ -1,8 +1,20 @@
-"""Dataclass configs filled from YAML: values live in YAML, structure lives in code.
+"""Dataclass configs, with per-dataset YAML overrides: one source for every value.
 
-Algorithm files (`configs/algos/<algo>.yaml`) hold `defaults:` plus optional
-`overrides: {<dataset>: {...}}`; unknown keys are an error so that a typo never silently
-falls back to a default.
+An algorithm's defaults live in one place, the Config dataclass it is registered with
+(``ramac.agents.base.register``), each field with its default and the reason for it. Its
+YAML file, ``configs/algos/<algo>.yaml``, holds only ``overrides: {<dataset>: {...}}``:
+the values that differ on a dataset (or benchmark, e.g. ``bandit``), with their reasons.
+A config resolves as the dataclass defaults, then the dataset's overrides, then a run's own
+overrides (``ramac.agents.base.make_config``). Unknown keys are an error, so that a typo
+never silently falls back to a default; a ``defaults:`` block is an error too, so that no
+default is ever written twice.
+
+Variants: a named variant whose defaults differ from its base algorithm's is registered
+with its own Config subclass that states only what differs (``rafmac_public``:
+``RAFMACPublicConfig``; ``oraac_diff`` / ``oraac_flow``: ``ORAACDiffConfig`` /
+``ORAACFlowConfig``; ``diffusion_ql_flow``: ``DiffusionQLFlowConfig``). A variant with the
+same defaults and other per-dataset values shares its base's Config and has a YAML file
+of its own (``oraac_published``: ``ORAACConfig``, ``configs/algos/oraac_published.yaml``).
 """
 
 from __future__ import annotations
@@ -56,19 +68,33 @@ def build(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
 
 
 def algo_values(algo: str, dataset: str | None = None) -> dict[str, Any]:
-    """The resolved hyperparameters of ``algo`` for ``dataset``: defaults, then overrides."""
+    """The YAML overrides of ``algo`` for ``dataset`` (none for ``dataset=None``).
+
+    The defaults are not here but in the algorithm's Config dataclass; ``make_config``
+    builds the resolved config from both.
+    """
     path = CONFIG_DIR / "algos" / f"{algo}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in (CONFIG_DIR / "algos").glob("*.yaml"))
         raise UserError(f"unknown algorithm '{algo}' (known: {', '.join(known)})")
     data = read_yaml(path)
-    unknown = sorted(set(data) - {"defaults", "overrides"})
+    if "defaults" in data:
+        raise UserError(
+            f"{path}: a 'defaults:' block is not read; defaults live in the algorithm's Config "
+            "dataclass (ramac/agents/), the YAML file holds only 'overrides:'"
+        )
+    unknown = sorted(set(data) - {"overrides"})
     if unknown:
         raise UserError(f"{path}: unknown top-level key(s) {', '.join(unknown)}")
-    values = dict(data.get("defaults") or {})
-    if dataset is not None:
-        values.update((data.get("overrides") or {}).get(dataset) or {})
-    return values
+    overrides = data.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise UserError(f"{path}: 'overrides:' must map dataset names to settings")
+    if dataset is None:
+        return {}
+    values = overrides.get(dataset) or {}
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: overrides for '{dataset}' must be a mapping of settings")
+    return dict(values)
 
 
 def scale_schedules(config: T, scale: float) -> T:
@@ -94,6 +120,7 @@ HASH_NEUTRAL: dict[str, Any] = {
     "actor_action_gain": 1.0,
     "prior_action_gain": 1.0,
     "latent_clip": 0.5,
+    "lr_decay_steps": 0,
 }
 
 

@@ -2,9 +2,10 @@
 
 Distortions map uniform levels u in (0, 1) to distorted quantile levels tau = beta(u);
 averaging Z(s, a, beta(u)) over u ~ U(0, 1) estimates the distorted risk measure
-(Dabney et al. 2018 style sampling, as both RAMAC and ORAAC do;
-ref: ramac-oraac-code.md §3). Tail estimators compute CVaR_alpha of a sample of episode
-returns with the tail rule stated, because the public codes disagree on it (§3, §8.4).
+(Dabney et al. 2018 style sampling, as both RAMAC and ORAAC do; docs/reference-code.md,
+"Risk distortions", which names their files). Tail estimators compute CVaR_alpha of a sample
+of episode returns with the tail rule stated, because the public codes disagree on it
+(docs/reference-code.md, "Risk distortions" and "Public-code issues", item 4).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import torch
 
 Levels = TypeVar("Levels", np.ndarray, torch.Tensor)
 
-# Default parameters (ref: ramac-oraac-code.md §3). Wang's eta is -0.75 as in ORAAC; the
-# RAMAC code uses -0.7, so it is a parameter.
+# Default parameters (docs/reference-code.md, "Risk distortions"). Wang's eta is -0.75 as in
+# ORAAC; the RAMAC code uses -0.7, so it is a parameter.
 DEFAULT_PARAMS = {"neutral": None, "cvar": 0.1, "wang": -0.75, "cpw": 0.71, "power": -2.0}
 
 TAIL_RULES = ("ceil", "floor", "interpolated")
@@ -55,18 +56,21 @@ def neutral(u: Levels) -> Levels:
 
 
 def cvar(u: Levels, alpha: float = 0.1) -> Levels:
-    """CVaR_alpha: tau = alpha * u, i.e. tau ~ U(0, alpha) (ref §3)."""
+    """CVaR_alpha: tau = alpha * u, i.e. tau ~ U(0, alpha) (docs/reference-code.md, "Risk
+    distortions")."""
     _check_alpha(alpha)
     return alpha * u
 
 
 def wang(u: Levels, eta: float = -0.75) -> Levels:
-    """Wang transform: tau = Phi(Phi^-1(u) + eta); eta < 0 is risk-averse (ref §3)."""
+    """Wang transform: tau = Phi(Phi^-1(u) + eta); eta < 0 is risk-averse
+    (docs/reference-code.md, "Risk distortions")."""
     return _normal_cdf(_normal_icdf(u) + eta)
 
 
 def cpw(u: Levels, eta: float = 0.71) -> Levels:
-    """Cumulative probability weighting: u^eta / (u^eta + (1-u)^eta)^(1/eta) (ref §3).
+    """Cumulative probability weighting: u^eta / (u^eta + (1-u)^eta)^(1/eta)
+    (docs/reference-code.md, "Risk distortions").
 
     RAMAC's RAFMAC code omits the 1/eta power; this is the RADAC/ORAAC formula.
     """
@@ -75,7 +79,7 @@ def cpw(u: Levels, eta: float = 0.71) -> Levels:
 
 def power(u: Levels, eta: float = -2.0) -> Levels:
     """Power distortion with exponent e = 1/(1+|eta|): risk-averse 1-(1-u)^e for eta < 0,
-    risk-seeking u^e for eta >= 0 (ref §3)."""
+    risk-seeking u^e for eta >= 0 (docs/reference-code.md, "Risk distortions")."""
     e = 1.0 / (1.0 + abs(eta))
     return 1.0 - (1.0 - u) ** e if eta < 0 else u**e
 
@@ -158,7 +162,8 @@ def cvar_estimate(
       - ``interpolated``: the exact CVaR of the empirical distribution, i.e. the worst
         alpha-fraction with a fractional weight alpha*n - floor(alpha*n) on the boundary
         sample.
-    ref: ramac-oraac-code.md §3, §8.4.
+    The two codes' rules: docs/reference-code.md, "Risk distortions"; "Public-code issues",
+    item 4.
     """
     _check_alpha(alpha)
     x = np.sort(_check_returns(returns))

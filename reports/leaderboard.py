@@ -1,12 +1,12 @@
 """Leaderboard tables from tidy aggregated records: CSV, LaTeX (booktabs), Markdown, HTML.
 
-The layout follows the paper's main table (ref: paper-tables.md §1.1): one row per
+The layout follows the paper's main table (docs/reference-code.md, "The paper"): one row per
 dataset x metric (Mean, CVaR), one column per algorithm, the best value of a row in bold and
 the runner-up marked. Bold rule: the best point estimate of the row (highest, or lowest for a
 lower-is-better metric such as an OOD rate), compared at the precision shown; every
 algorithm tied with it is bold too, and the runner-up is the next distinct value. Intervals
 are drawn but do not enter the rule. The CSV is the canonical output; the other formats are
-derived from the same ``Table`` (ref: ecosystem.md §6).
+derived from the same ``Table``, so no two formats can disagree.
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def ood_table(
     seed: int = 0,
     decimals: int = 2,
 ) -> Table:
-    """OOD-rate table (ref: paper-tables.md §1.2): rows = datasets, columns = algorithms,
+    """OOD-rate table (docs/reference-code.md, "The paper"): rows = datasets, columns = algorithms,
     cells = mean over seeds of the per-seed rate (in % when ``percent``) with ± s.e. across
     seeds (``interval="se"``) or a 95% stratified bootstrap CI (``"ci"``). Lower is better,
     so the lowest rate is bold."""

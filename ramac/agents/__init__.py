@@ -1,7 +1,7 @@
 """Agents: one module per algorithm, all registered in :data:`AGENTS` on import.
 
-``make_agent(name, obs_dim, act_dim, max_action, dataset, overrides)`` builds one from
-``configs/algos/<name>.yaml``.
+``make_agent(name, obs_dim, act_dim, max_action, dataset, overrides)`` builds one from its
+Config dataclass's defaults and the dataset's overrides in ``configs/algos/<name>.yaml``.
 """
 
 from ramac.agents import bc, codac, cql, cvae_ql, diffusion_ql, fql, oraac, radac, rafmac  # noqa: F401

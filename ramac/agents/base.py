@@ -214,8 +214,9 @@ def make_config(
     overrides: dict | None = None,
     schedule_scale: float = 1.0,
 ) -> Any:
-    """The config of ``name``: YAML defaults, then the dataset's overrides, then ``overrides``,
-    with schedule lengths scaled by ``schedule_scale`` (run budget / paper budget)."""
+    """The config of ``name``: its Config dataclass's defaults, then the dataset's overrides in
+    ``configs/algos/<name>.yaml``, then ``overrides``, with schedule lengths scaled by
+    ``schedule_scale`` (run budget / paper budget)."""
     _load_all()
     if name not in AGENTS:
         raise UserError(f"unknown algorithm '{name}' (known: {', '.join(sorted(AGENTS))})")

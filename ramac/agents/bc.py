@@ -17,17 +17,21 @@ from ramac.data.dataset import Batch
 
 @dataclass
 class BCConfig:
-    """Diffusion-BC hyperparameters (the RADAC actor's, ref: ramac-oraac-code.md §1)."""
+    """Diffusion-BC hyperparameters: the RADAC actor's (docs/reference-code.md, "RADAC",
+    quoted below as "RADAC")."""
 
-    batch_size: int = 256
-    lr: float = 3e-4  # RADAC lr_actor (ref §1 table)
+    batch_size: int = 256  # RADAC's ("RADAC", "Optimisers and budget")
+    lr: float = 3e-4  # RADAC's lr_actor ("RADAC per dataset")
     grad_norm: float = 0.0  # clip_grad_norm; 0 = off
-    n_steps: int = 5  # diffusion steps T, VP schedule (ref §1)
-    actor_hidden: int = 256  # 3 x 256 Mish denoiser (ref §1)
-    actor_layers: int = 3
-    time_dim: int = 16
+    n_steps: int = 5  # diffusion steps T, VP schedule ("RADAC", "Diffusion")
+    actor_hidden: int = 256  # 3 x 256 Mish denoiser ("RADAC", "Denoiser")
+    actor_layers: int = 3  # its hidden layers ("RADAC", "Denoiser")
+    time_dim: int = 16  # its sinusoidal time embedding ("RADAC", "Denoiser")
     actor_action_gain: float = 1.0  # x the action input's initial weights (TimeConditionedMLP)
-    device: str = "cpu"
+    # Cosine decay of the lr to 0 over this many updates (Agent.schedule_learning_rates),
+    # stated against the paper profile's budget and scaled with the run's; 0 = constant lr.
+    lr_decay_steps: int = 0
+    device: str = "cpu"  # the torch device the agent runs on
 
 
 class BC(Agent):

@@ -38,7 +38,13 @@ import torch
 from torch import Tensor
 
 from ramac.agents.base import register
-from ramac.agents.common import Distortion, distortion_from, make_iqn
+from ramac.agents.common import (
+    Distortion,
+    distortion_from,
+    make_iqn,
+    no_bootstrap,
+    terminal_targets,
+)
 from ramac.agents.cql import ConservativeSAC, conservative_gap, repeat
 from ramac.data.dataset import Batch
 from ramac.nets.common import polyak_update
@@ -58,7 +64,7 @@ class CODACConfig:
     gamma: float = 0.99  # codac.py
     tau: float = 0.005  # soft_target_tau, every step, critics and target actor (codac.py)
     actor_hidden: int = 256  # sac/model.py GaussianPolicy: 2 x 256 ReLU (hidden_size)
-    actor_layers: int = 2
+    actor_layers: int = 2  # its 2 hidden layers
     log_std_offset: float = 0.0  # GaussianPolicy has none
     alpha: float = 0.2  # entropy weight: fixed (codac.py alpha), or its start when tuned
     entropy_tuning: bool = False  # json entropy (halfcheetah-medium-expert: false)
@@ -84,7 +90,7 @@ class CODACConfig:
     n_penalty_quantiles: int = 1  # levels the penalty sees per state (the code: one per update)
     cql_lagrange: bool = False  # json lag > 0 (halfcheetah-medium-expert: lag -1, off)
     cql_threshold: float = 10.0  # lag, the gap alpha' holds w * gap to (argparse default)
-    device: str = "cpu"
+    device: str = "cpu"  # the torch device the agent runs on
 
 
 def distorted_value(
@@ -144,12 +150,15 @@ class CODAC(ConservativeSAC):
         """
         c, n = self.config, b.obs.shape[0]
         with torch.no_grad():
-            next_actions, next_log_pi = self.actor_target.sample(b.next_obs)
-            taus_next = torch.rand(n, c.n_quantiles, device=b.obs.device)
-            z_next = self.critic_target(b.next_obs, next_actions, taus_next).min(dim=0).values
-            if c.backup_entropy:
-                z_next = z_next - self.alpha() * next_log_pi.unsqueeze(-1)
-            y = b.rewards + b.not_done * c.gamma * z_next  # [B, N]
+            if no_bootstrap(b):  # y = r exactly; the target actor and critics are skipped
+                y = terminal_targets(b.rewards, c.n_quantiles, c.tau_weighting)
+            else:
+                next_actions, next_log_pi = self.actor_target.sample(b.next_obs)
+                taus_next = torch.rand(n, c.n_quantiles, device=b.obs.device)
+                z_next = self.critic_target(b.next_obs, next_actions, taus_next).min(0).values
+                if c.backup_entropy:
+                    z_next = z_next - self.alpha() * next_log_pi.unsqueeze(-1)
+                y = b.rewards + b.not_done * c.gamma * z_next  # [B, N]
         taus = torch.rand(n, c.n_quantiles, device=b.obs.device)
         z = self.critic(b.obs, b.actions, taus)  # [E, B, N]
         td = quantile_huber_loss(z, taus, y, tau_weighting=c.tau_weighting) / c.n_quantiles

@@ -123,8 +123,9 @@ def make_iqn(obs_dim: int, act_dim: int, config) -> IQNEnsemble:
 def eta_at(step: int, eta: float, warmup: int, ramp: int) -> float:
     """The actor's risk weight at ``step``: 0 before ``warmup``, then a linear ramp to ``eta``.
 
-    ref: ramac-oraac-code.md §1 step 5. With ``ramp`` = 0 (RADAC's effective default) eta
-    jumps to full at ``step == warmup``; the public code reaches it one step later.
+    As the RADAC code (docs/reference-code.md, "RADAC" step 5). With ``ramp`` = 0 (RADAC's
+    effective default) eta jumps to full at ``step == warmup``; the public code reaches it
+    one step later.
     """
     if step < warmup:
         return 0.0
@@ -154,8 +155,8 @@ def no_param_grads(module: nn.Module) -> Iterator[None]:
 def clip_grad_norm_per_member(params: Iterable[Tensor], n_members: int, max_norm: float) -> None:
     """Clip each ensemble member's gradient to ``max_norm`` on its own.
 
-    RADAC steps each critic separately with its own clip_grad_norm (ref:
-    ramac-oraac-code.md §1 step 3); our critics share [E, ...] tensors, so the norm is
+    RADAC steps each critic separately with its own clip_grad_norm (docs/reference-code.md,
+    "RADAC" step 3); our critics share [E, ...] tensors, so the norm is
     taken over each member's slice of every parameter. The members are the leading
     dimensions whose sizes multiply to ``n_members`` ([E, ...], or [K, E, ...] for K seeds
     trained together); the formula is ``nn.utils.clip_grad_norm_``'s.
@@ -236,7 +237,8 @@ def iqn_critic_loss(
 
     y_j = clamp(r + not_done * gamma * min_e Z'_e(s', a', tau'_j), +-q_clip), tau' ~ U(0, 1)
     (the min taken per level), and the quantile Huber loss over all (tau_i, y_j) pairs at
-    tau ~ U(0, 1) (ref: ramac-oraac-code.md §1 steps 1-3; the correct pairing of §8.1).
+    tau ~ U(0, 1) (docs/reference-code.md, "RADAC" steps 1-3, with the correct pairing:
+    "Public-code issues", item 1).
     Its phase clips each critic's gradient on its own (``per_member``).
     ``tau_weighting="target"`` trains with THE PUBLIC RADAC CODE'S BUG instead (the Huber
     weight's level indexed by the target sample; ``ramac.nets.iqn.quantile_huber_loss``).
@@ -246,7 +248,7 @@ def iqn_critic_loss(
     with torch.no_grad():
         taus_next = torch.rand(b, n_quantiles, device=device)  # drawn either way: same stream
         if no_bootstrap(batch):  # y = r exactly; the target critic's forward is skipped
-            y = batch.rewards.expand(b, n_quantiles)
+            y = terminal_targets(batch.rewards, n_quantiles, tau_weighting)
         else:
             z_next = target(batch.next_obs, next_actions, taus_next).min(dim=0).values  # [B, N]
             y = batch.rewards + batch.not_done * gamma * z_next
@@ -262,13 +264,24 @@ def iqn_critic_loss(
     }
 
 
+def terminal_targets(rewards: Tensor, n_quantiles: int, tau_weighting: str) -> Tensor:
+    """The TD target samples of terminal transitions: r itself, once per row [B, 1].
+
+    All N target samples y_j = r of a terminal row are equal, so the quantile Huber loss's
+    mean over them is its value at one sample: M = 1 gives the same loss as M = N, with
+    N times fewer (i, j) pairs. The public code's bug (``tau_weighting="target"``) pairs
+    level j with target j and needs all N of them.
+    """
+    return rewards.expand(-1, n_quantiles) if tau_weighting == "target" else rewards
+
+
 def risk_quantiles(
     critic: IQNEnsemble, obs: Tensor, actions: Tensor, distortion: Distortion, n: int
 ) -> Tensor:
     """min_e Z_e(s, a, tau~) at n distorted levels tau~ = distortion(u) per row: [B, N].
 
     Averaging it estimates the distorted risk measure of the pessimistic critic
-    (ref: ramac-oraac-code.md §1 step 4, §3).
+    (docs/reference-code.md, "RADAC" step 4 and "Risk distortions").
     """
     taus = sample_levels(n, distortion, (obs.shape[0],)).to(obs.device)
     return critic(obs, actions, taus).min(dim=0).values

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ramac.agents.base import Agent, Phase, register
-from ramac.agents.common import no_param_grads
+from ramac.agents.common import no_bootstrap, no_param_grads
 from ramac.data.dataset import Batch
 from ramac.errors import UserError
 from ramac.nets.common import polyak_update
@@ -56,7 +56,7 @@ class CQLConfig:
     gamma: float = 0.99  # CORL discount
     tau: float = 0.005  # Polyak rate of the target critics, every step (CORL)
     actor_hidden: int = 256  # CORL TanhGaussianPolicy: 3 x 256 ReLU
-    actor_layers: int = 3
+    actor_layers: int = 3  # its 3 hidden layers
     log_std_offset: float = -1.0  # added to the actor's log-std (CORL's initial offset)
     critic_hidden: int = 256  # CORL FullyConnectedQFunction: 3 x 256 ReLU per critic
     critic_layers: int = 3  # CORL q_n_hidden_layers
@@ -72,7 +72,7 @@ class CQLConfig:
     # Lagrange only: the gap alpha' holds the penalty to, in alpha' w (gap - threshold).
     # CORL runs locomotion without it; 5.0 is its maze2d Lagrange setting at the same w = 10.
     cql_threshold: float = 5.0
-    device: str = "cpu"
+    device: str = "cpu"  # the torch device the agent runs on
 
 
 def conservative_gap(
@@ -278,11 +278,14 @@ class CQL(ConservativeSAC):
         """Twin-Q TD loss (sum of the two MSEs, CORL's qf1_loss + qf2_loss) + the penalty."""
         c = self.config
         with torch.no_grad():
-            next_actions, next_log_pi = self.actor.sample(b.next_obs)
-            q_next = self.critic_target(b.next_obs, next_actions).min(dim=0).values  # [B]
-            if c.backup_entropy:
-                q_next = q_next - self.alpha() * next_log_pi
-            y = b.rewards.squeeze(-1) + b.not_done.squeeze(-1) * c.gamma * q_next
+            if no_bootstrap(b):  # y = r exactly; the target critics' forward is skipped
+                y = b.rewards.squeeze(-1)
+            else:
+                next_actions, next_log_pi = self.actor.sample(b.next_obs)
+                q_next = self.critic_target(b.next_obs, next_actions).min(dim=0).values  # [B]
+                if c.backup_entropy:
+                    q_next = q_next - self.alpha() * next_log_pi
+                y = b.rewards.squeeze(-1) + b.not_done.squeeze(-1) * c.gamma * q_next
         q = self.critic(b.obs, b.actions)  # [E, B]
         td = (q - y).pow(2).mean(dim=-1).sum()
         gap = self.cql_gap(b, q)  # [E]

@@ -3,9 +3,10 @@
 The VAE policy's decoder output, a = decode(s, z) with z ~ N(0, I) clipped to +-0.5, is
 trained to maximise Q: loss = VAE loss - eta * Q(s, decode(s)) / mean|Q| (detached), twin Q
 critics with targets, an EMA of the VAE for target actions; act() decodes a clipped
-random latent. The paper's bandit figure names this baseline (ref: paper-tables.md §1.3)
-but gives no details; the Q term and critics follow Diffusion-QL (§4) and the VAE follows
-ORAAC/BCQ (ramac-oraac-code.md §6).
+random latent. The paper's bandit figure names this baseline but gives no details
+(docs/reference-code.md, "The paper"); the Q term and critics follow Diffusion-QL
+(docs/reference-code.md, "Diffusion-QL") and the VAE follows O-RAAC/BCQ
+(docs/reference-code.md, "O-RAAC").
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from ramac.nets.vae import VAE
 
 @dataclass
 class CVAEQLConfig(GenerativeQLConfig):
-    """CVAE-QL hyperparameters: Diffusion-QL's, plus the VAE's."""
+    """CVAE-QL hyperparameters: Diffusion-QL's, plus the VAE's (O-RAAC's, docs/reference-code.md
+    "O-RAAC", quoted below as "O-RAAC")."""
 
-    actor_hidden: int = 750  # VAE encoder / decoder width (BCQ / ORAAC, ref §6)
-    latent_dim: int | None = None  # None = 2 * act_dim (ref §6)
-    kl_weight: float = 0.5  # ref §6: MSE + 0.5 KL
-    latent_clip: float | None = (
-        0.5  # decode z ~ N(0, I) clipped to +-this (O-RAAC's VAE); None: not
-    )
+    actor_hidden: int = 750  # VAE encoder / decoder width (BCQ / O-RAAC; "O-RAAC", "VAE")
+    latent_dim: int | None = None  # None = 2 * act_dim ("O-RAAC", "VAE")
+    kl_weight: float = 0.5  # loss MSE + 0.5 KL ("O-RAAC", "VAE")
+    # decode z ~ N(0, I) clipped to +-this ("O-RAAC", "VAE"); None: not clipped
+    latent_clip: float | None = 0.5
 
 
 class CVAEQL(GenerativeQL):

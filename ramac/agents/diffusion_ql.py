@@ -2,10 +2,11 @@
 
 Risk-neutral baseline. Actor loss = BC(eps-MSE) - eta * Q_i(s, a_hat) / mean|Q_j(s, a_hat)|
 (detached normaliser), with a_hat sampled through the whole chain; twin Q critics with
-targets; an EMA actor gives the target actions. ref: paper-tables.md §4 (T=5 VP, batch
-256, gamma 0.99, tau 0.005, EMA 0.995, eta 1.0 and lr 3e-4 on every locomotion task, grad
-norm per task). The generative-policy + twin-Q machinery is shared with CVAE-QL
-(``GenerativeQL``); only the policy model differs.
+targets; an EMA actor gives the target actions. Settings: main.py and agents/ql_diffusion.py
+of Zhendong-Wang/Diffusion-Policies-for-Offline-RL @ a37a009 (docs/reference-code.md,
+"Diffusion-QL": T=5 VP, batch 256, gamma 0.99, tau 0.005, EMA 0.995, eta 1.0 and lr 3e-4
+on every locomotion task, grad norm per task). The generative-policy + twin-Q machinery is
+shared with CVAE-QL (``GenerativeQL``); only the policy model differs.
 
 Diffusion-QL (flow), ``diffusion_ql_flow``: the same twin-Q objective and action selection
 with the DDPM replaced by the flow-matching actor RAFMAC uses (``ramac.nets.flow``: velocity
@@ -39,31 +40,33 @@ from ramac.nets.qnet import QEnsemble
 
 @dataclass
 class GenerativeQLConfig:
-    """Hyperparameters shared by Diffusion-QL and CVAE-QL (ref: paper-tables.md §4)."""
+    """Hyperparameters shared by Diffusion-QL and CVAE-QL: Diffusion-QL's locomotion settings
+    (docs/reference-code.md, "Diffusion-QL", quoted below as "Diffusion-QL"; the defaults are
+    its halfcheetah-medium-expert-v2 ones, configs/algos/diffusion_ql.yaml the others)."""
 
-    batch_size: int = 256  # ref §4
-    lr: float = 3e-4  # actor and critic (ref §4: 3e-4 on every locomotion task)
-    gamma: float = 0.99  # ref §4
-    tau: float = 0.005  # Polyak rate of the target critics, every step (ref §4)
-    eta: float = 1.0  # weight of the normalised Q term (ref §4: 1.0 on locomotion)
-    grad_norm: float = 7.0  # clip_grad_norm, actor and critic; 0 = off (ref §4: hc-ME 7)
-    ema_decay: float = 0.995  # EMA actor for target actions (ref §4)
+    batch_size: int = 256  # main.py --batch_size ("Diffusion-QL")
+    lr: float = 3e-4  # actor and critic: 3e-4 on every locomotion task ("Diffusion-QL")
+    gamma: float = 0.99  # main.py --discount ("Diffusion-QL")
+    tau: float = 0.005  # Polyak rate of the target critics, every step ("Diffusion-QL")
+    eta: float = 1.0  # weight of the normalised Q term: 1.0 on locomotion ("Diffusion-QL")
+    grad_norm: float = 7.0  # clip, actor and critic; 0 = off (hc-ME: 7; "Diffusion-QL")
+    ema_decay: float = 0.995  # EMA actor for target actions ("Diffusion-QL")
     ema_every: int = 5  # Diffusion-QL update_ema_every
     ema_start: int = 1000  # Diffusion-QL step_start_ema
-    actor_hidden: int = 256  # policy width
+    actor_hidden: int = 256  # policy width (Diffusion-QL's denoiser: 3 x 256 Mish)
     critic_hidden: int = 256  # Diffusion-QL critic: 3 x 256 Mish per Q
-    critic_layers: int = 3
+    critic_layers: int = 3  # its depth
     act_candidates: int = 1  # >1: act() samples this many and picks by softmax(Q') (see below)
-    device: str = "cpu"
+    device: str = "cpu"  # the torch device the agent runs on
 
 
 @dataclass
 class DiffusionQLConfig(GenerativeQLConfig):
-    """Diffusion-QL: the policy is a T-step DDPM (ref §4)."""
+    """Diffusion-QL: the policy is a T-step DDPM ("Diffusion-QL")."""
 
-    n_steps: int = 5  # diffusion steps T, VP schedule (ref §4)
+    n_steps: int = 5  # diffusion steps T, VP schedule (main.py --T 5; "Diffusion-QL")
     actor_layers: int = 3  # denoiser depth (3 x 256 Mish)
-    time_dim: int = 16  # sinusoidal time embedding
+    time_dim: int = 16  # sinusoidal time embedding (Diffusion-QL's t_dim)
     actor_action_gain: float = 1.0  # x the action input's initial weights (TimeConditionedMLP)
     # Diffusion-QL's sample_action draws 50 actions per state and samples one with
     # probability softmax(min_e Q'_e(s, a)): that is the policy it evaluates.

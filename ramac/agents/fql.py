@@ -5,8 +5,9 @@ to stay close to the flow's Euler rollout from the same noise z and to maximise 
     loss = BC_flow + alpha * ||mu(s, z) - flow(s, z)||^2 - Q(s, clip(mu(s, z))) / mean|Q|.
 Twin Q critics with targets whose next actions come from mu; ``act`` uses mu (the flow is
 never evaluated). This is the FQL design that RAMAC's public RAFMAC code half-implements
-(ramac-oraac-code.md §2). The RAMAC paper does not give its FQL settings
-(paper-tables.md §7); the defaults below are FQL's own.
+(agents/rafmac.py of KaiFukazawa/RAMAC @ f2c1ed6; docs/reference-code.md, "RAFMAC"). The
+RAMAC paper does not give its FQL settings (docs/reference-code.md, "The paper"); the
+defaults below are FQL's own.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class FQLConfig:
 
     batch_size: int = 256  # FQL default
     lr: float = 3e-4  # one Adam lr for every network (FQL default)
-    gamma: float = 0.99
-    tau: float = 0.005  # Polyak rate of the target critics, every step
+    gamma: float = 0.99  # FQL default
+    tau: float = 0.005  # Polyak rate of the target critics, every step (FQL default)
     # Distillation weight. FQL tunes it per task (from ~3 up to ~1000 across its OGBench /
     # D4RL tasks) and reports no Gym-locomotion value; 10 is the value the brief fixed.
     alpha: float = 10.0
@@ -47,14 +48,14 @@ class FQLConfig:
     q_agg: str = "mean"  # target aggregation over the twin critics: mean (FQL default) | min
     flow_steps: int = 10  # Euler steps of the flow BC policy (FQL default)
     actor_hidden: int = 512  # flow and one-step MLP width (FQL: 4 x 512)
-    actor_layers: int = 4
+    actor_layers: int = 4  # (FQL: 4 x 512)
     time_dim: int = 16  # time embedding of the velocity field
     actor_action_gain: float = 1.0  # x the flow's action-input initial weights (TimeConditionedMLP)
     critic_hidden: int = 512  # FQL value net: 4 x 512, GELU, layer norm
-    critic_layers: int = 4
-    critic_layer_norm: bool = True
+    critic_layers: int = 4  # (FQL: 4 x 512)
+    critic_layer_norm: bool = True  # (FQL: layer norm in the value net)
     grad_norm: float = 0.0  # FQL does not clip gradients; >0 clips actor and critic
-    device: str = "cpu"
+    device: str = "cpu"  # the torch device the agent runs on
 
 
 class FQL(Agent):

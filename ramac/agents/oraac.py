@@ -4,17 +4,19 @@ A behaviour prior proposes a_b ~ prior(s) (detached); a perturbation actor moves
 +-phi * max_action: a = clip(a_b + phi * max_action * tanh(f(s, a_b)), +-max_action). The
 actor maximises a distorted return of an IQN critic, -mean Z(s, a, tau~) at K risk
 levels, every ``target_update_every`` steps, together with the soft updates of the target
-critic and target actor. ref: ramac-oraac-code.md §6.
+critic and target actor. The public code: oraaclib/agent/ORAAC.py and json_params/ORAAC of
+nuria95/O-RAAC @ 57347bc, its settings in numbers in docs/reference-code.md, "O-RAAC".
 
 The prior is a parameter: ``vae`` (O-RAAC's BCQ-style VAE), ``diffusion`` (ORAAC-Diff.) or
 ``flow`` (ORAAC-Flow), each trained by its own BC loss with its own Adam every step. The
-O-RAAC code stops the VAE once its loss plateaus (§6); here the prior trains throughout.
+O-RAAC code stops the VAE once its loss plateaus (docs/reference-code.md, "O-RAAC"); here
+the prior trains throughout.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -41,31 +43,33 @@ PRIORS = ("vae", "diffusion", "flow")
 
 @dataclass
 class ORAACConfig:
-    """O-RAAC hyperparameters (json_params/ORAAC of the O-RAAC code; ref §6)."""
+    """O-RAAC hyperparameters: json_params/ORAAC and oraaclib/ of nuria95/O-RAAC @ 57347bc
+    (docs/reference-code.md, "O-RAAC", quoted below as "O-RAAC"); the RAMAC paper's CVaR_0.1
+    everywhere. O-RAAC's own per-task settings: configs/algos/oraac_published.yaml."""
 
-    batch_size: int = 128  # ref §6
-    lr_actor: float = 1e-4  # ref §6
-    lr_critic: float = 1e-3  # ref §6
-    lr_prior: float = 1e-3  # the VAE's Adam at its default lr (ref §6)
+    batch_size: int = 128  # ("O-RAAC", "Training")
+    lr_actor: float = 1e-4  # Adam, actor ("O-RAAC", "Training")
+    lr_critic: float = 1e-3  # Adam, critic ("O-RAAC", "Training")
+    lr_prior: float = 1e-3  # the VAE's Adam at its default lr ("O-RAAC", "VAE")
     gamma: float = 0.99  # O-RAAC's json_params/ORAAC (its hopper: 0.9, variant oraac_published)
-    tau: float = (
-        0.005  # target critic and actor Polyak rate (O-RAAC's json_params; its hopper: 0.05)
-    )
-    target_update_every: int = 2  # actor step + soft updates every this many steps (ref §6)
+    # target critic and actor Polyak rate (O-RAAC's json_params; its hopper: 0.05)
+    tau: float = 0.005
+    target_update_every: int = 2  # actor step + soft updates every this many steps ("O-RAAC")
     grad_norm: float = 0.0  # O-RAAC clips nothing; >0 clips actor, critic and prior
-    phi: float = 0.25  # perturbation scale, json ``lamda`` (ref §6; 0.5 on hc-medium)
-    actor_hidden: Sequence[int] = (400, 300)  # perturbation actor (ref §6)
+    phi: float = 0.25  # perturbation scale, json ``lamda`` (0.5 on hc-medium; "O-RAAC")
+    # perturbation actor 400-300 ("O-RAAC"); a list, as YAML gives one
+    actor_hidden: Sequence[int] = field(default_factory=lambda: [400, 300])
     # CVaR_0.1 everywhere, as the RAMAC paper reports ORAAC (O-RAAC used Wang on halfcheetah:
     # variant oraac_published)
     risk: str = "cvar"
     risk_param: float | None = 0.1  # CVaR alpha; None = risk.py default
-    n_policy_quantiles: int = 8  # K risk levels in the actor loss (N_QUANTILES_POLICY, ref §3)
-    n_quantiles: int = 32  # tau and tau' per critic update (ref §6)
+    n_policy_quantiles: int = 8  # K risk levels in the actor loss (N_QUANTILES_POLICY; "O-RAAC")
+    n_quantiles: int = 32  # tau and tau' per critic update ("O-RAAC", "Training")
     n_critics: int = 1  # O-RAAC has a single IQN critic (min over the ensemble when > 1)
-    critic_hidden: int = 256  # state / action layers (ref §6; hopper 128)
-    embed_dim: int = 16  # EMBEDDING_DIM (ref §6)
-    n_cos: int = 16  # TAU_EMBEDDING_DIM (ref §6)
-    head_hidden: int = 32  # HIDDEN_UNITS_F (ref §6)
+    critic_hidden: int = 256  # state / action layers (hopper 128; "O-RAAC", "IQN critic")
+    embed_dim: int = 16  # EMBEDDING_DIM ("O-RAAC", "IQN critic")
+    n_cos: int = 16  # TAU_EMBEDDING_DIM ("O-RAAC", "IQN critic")
+    head_hidden: int = 32  # HIDDEN_UNITS_F ("O-RAAC", "IQN critic")
     q_clip: float | None = None  # O-RAAC does not clamp targets
     # relu as in the reference critics; leaky_relu keeps rare-penalty tails learnable
     # (see ramac.nets.iqn.ACTIVATIONS).
@@ -75,41 +79,44 @@ class ORAACConfig:
     # only to measure what it does (ramac.nets.iqn.quantile_huber_loss).
     tau_weighting: str = "current"
     prior: str = "vae"  # behaviour prior: vae | diffusion | flow
-    prior_hidden: int = 750  # VAE width 750 (ref §6); denoiser / velocity width otherwise
+    # VAE width 750 ("O-RAAC", "VAE"); the denoiser's / velocity field's for the other priors
+    prior_hidden: int = 750
     prior_layers: int = 3  # hidden layers of the diffusion / flow prior
     prior_steps: int = 5  # diffusion T or flow Euler K
     time_dim: int = 16  # time embedding of the diffusion / flow prior
     prior_action_gain: float = 1.0  # x the diffusion / flow prior's action-input initial weights
-    latent_dim: int | None = None  # VAE latent, None = 2 * act_dim (ref §6)
-    kl_weight: float = 0.5  # VAE KL weight (ref §6)
-    latent_clip: float | None = (
-        0.5  # VAE decodes z ~ N(0, I) clipped to +-this (O-RAAC's VAE); None: not
-    )
-    device: str = "cpu"
+    latent_dim: int | None = None  # VAE latent, None = 2 * act_dim ("O-RAAC", "VAE")
+    kl_weight: float = 0.5  # VAE KL weight ("O-RAAC", "VAE")
+    # the VAE decodes z ~ N(0, I) clipped to +-this ("O-RAAC", "VAE"); None: not clipped
+    latent_clip: float | None = 0.5
+    device: str = "cpu"  # the torch device the agent runs on
 
 
 @dataclass
 class ORAACDiffConfig(ORAACConfig):
-    """ORAAC-Diff.: the VAE replaced by RADAC's diffusion actor as the prior (ref §1)."""
+    """ORAAC-Diff.: the VAE replaced by RADAC's diffusion actor as the prior (the RAMAC paper
+    gives no settings: RADAC's actor, docs/reference-code.md "RADAC", O-RAAC's elsewhere)."""
 
-    prior: str = "diffusion"
-    prior_hidden: int = 256  # 3 x 256 Mish denoiser (ref §1)
-    prior_steps: int = 5  # T = 5, VP (ref §1)
-    lr_prior: float = 3e-4  # RADAC lr_actor (ref §1)
+    prior: str = "diffusion"  # RADAC's DDPM actor as the behaviour prior
+    prior_hidden: int = 256  # 3 x 256 Mish denoiser ("RADAC", "Denoiser")
+    prior_steps: int = 5  # T = 5, VP ("RADAC", "Diffusion")
+    lr_prior: float = 3e-4  # RADAC's lr_actor ("RADAC per dataset")
 
 
 @dataclass
 class ORAACFlowConfig(ORAACConfig):
-    """ORAAC-Flow: the VAE replaced by a flow-matching prior (RAFMAC's actor, ref §2)."""
+    """ORAAC-Flow: the VAE replaced by a flow-matching prior (RAFMAC's actor,
+    docs/reference-code.md "RAFMAC"; the paper gives no settings), O-RAAC's elsewhere."""
 
-    prior: str = "flow"
-    prior_hidden: int = 256
-    prior_steps: int = 10  # K = 10 Euler steps (ref §2)
-    lr_prior: float = 3e-4  # ref §2
+    prior: str = "flow"  # RAFMAC's flow-matching actor as the behaviour prior
+    prior_hidden: int = 256  # 3 x 256 Mish velocity field, as ORAAC-Diff.'s denoiser
+    prior_steps: int = 10  # K = 10 Euler steps ("RAFMAC", "Flow matching")
+    lr_prior: float = 3e-4  # RAFMAC's Adam 3e-4 ("RAFMAC", "Networks")
 
 
 class PerturbationActor(nn.Module):
-    """pi(s, a_b) = clip(a_b + phi * max_action * tanh(f(s, a_b)), +-max_action) (ref §6)."""
+    """pi(s, a_b) = clip(a_b + phi * max_action * tanh(f(s, a_b)), +-max_action)
+    (docs/reference-code.md, "O-RAAC")."""
 
     def __init__(
         self, obs_dim: int, act_dim: int, max_action: float, phi: float, hidden: Sequence[int]

@@ -2,9 +2,11 @@
 
 Actor loss = lambda_bc * BC(eps-MSE) - eta_t * mean min_e Z_e(s, a_hat, tau~), with a_hat
 sampled through the whole reverse chain and tau~ = distortion(u) (CVaR_0.1 by default).
-ref: ramac-oraac-code.md §1; paper-tables.md §1.6. Differences from the public code, each
-a fix from §8: the quantile Huber loss pairs tau with the *current* quantile (§8.1); the
-EMA target actor starts from the online weights (§8.5); no per-iteration cosine lr decay.
+The public code: agents/radac.py, configs/radac.yaml and main.py of KaiFukazawa/RAMAC @
+f2c1ed6, its settings in numbers in docs/reference-code.md ("RADAC", "RADAC per dataset").
+Differences from it, each a fix of docs/reference-code.md, "Public-code issues": the quantile
+Huber loss pairs tau with the *current* quantile (item 1); the EMA target actor starts from
+the online weights (item 5); no per-iteration cosine lr decay.
 """
 
 from __future__ import annotations
@@ -33,38 +35,41 @@ from ramac.nets.common import polyak_update
 
 @dataclass
 class RADACConfig:
-    """RADAC hyperparameters; defaults = halfcheetah-medium-expert-v2 (ref §1 table)."""
+    """RADAC hyperparameters; the defaults are the public code's for halfcheetah-medium-expert-v2
+    (configs/algos/radac.yaml overrides them per dataset). Quoted sections ("RADAC", step n)
+    are those of docs/reference-code.md."""
 
-    batch_size: int = 256  # ref §1 "Optimisers": batch 256
-    lr_actor: float = 3e-4  # ref §1 table lr_a
-    lr_critic: float = 5e-5  # ref §1 table lr_c (per critic)
-    gamma: float = 0.99  # ref §1
-    tau: float = 0.005  # Polyak rate of the target critics, every step (ref §1 step 7)
-    grad_norm: float = 5.0  # clip_grad_norm of the actor and of each critic; 0 = off (ref §1)
+    batch_size: int = 256  # main.py ("RADAC", "Optimisers and budget")
+    lr_actor: float = 3e-4  # lr_actor ("RADAC per dataset")
+    lr_critic: float = 5e-5  # lr_critic, per critic ("RADAC per dataset")
+    gamma: float = 0.99  # main.py --discount ("RADAC", "Optimisers and budget")
+    tau: float = 0.005  # Polyak rate of the target critics, every step ("RADAC" step 7)
+    grad_norm: float = 5.0  # clip of the actor and of each critic; 0 = off ("RADAC per dataset")
     # actor
-    n_steps: int = 5  # diffusion steps T, VP schedule (ref §1 "Diffusion": main.py T=5)
-    actor_hidden: int = 256  # denoiser width (ref §1 "Denoiser": 3 x 256 Mish)
-    actor_layers: int = 3
-    time_dim: int = 16  # sinusoidal time embedding (ref §1 "Denoiser")
+    n_steps: int = 5  # diffusion steps T, VP schedule (main.py --T 5; "RADAC", "Diffusion")
+    actor_hidden: int = 256  # denoiser width: 3 x 256 Mish ("RADAC", "Denoiser")
+    actor_layers: int = 3  # the denoiser's hidden layers ("RADAC", "Denoiser")
+    time_dim: int = 16  # sinusoidal time embedding ("RADAC", "Denoiser")
     actor_action_gain: float = 1.0  # x the action input's initial weights (TimeConditionedMLP)
-    lambda_bc: float = 1.0  # weight of the BC loss (ref §1 table)
-    eta: float = 0.02  # weight of the risk term after warmup (ref §1 table)
-    eta_warmup_steps: int = 0  # eta = 0 before this step (ref §1 table "warmup")
-    eta_ramp_steps: int = 0  # linear ramp after warmup; 0 = jump (main.py default, ref §1 step 5)
+    lambda_bc: float = 1.0  # weight of the BC loss ("RADAC per dataset")
+    eta: float = 0.02  # weight of the risk term after warmup ("RADAC per dataset")
+    eta_warmup_steps: int = 0  # eta = 0 before this step ("RADAC per dataset": warm-up)
+    eta_ramp_steps: int = 0  # linear ramp after warmup; 0 = jump (main.py default; "RADAC" step 5)
     normalize_q: bool = False  # divide the risk term by its detached mean |Z| (off in RADAC)
-    risk: str = "cvar"  # distortion of the actor's levels: neutral|cvar|wang|cpw|power (ref §3)
+    risk: str = "cvar"  # distortion of the actor's levels: neutral|cvar|wang|cpw|power
+    # ("Risk distortions"; RADAC's is CVaR_0.1)
     risk_param: float | None = 0.1  # its parameter (CVaR alpha 0.1); None = risk.py default
-    ema_decay: float = 0.995  # EMA of the actor, used only for target actions (ref §1 step 6)
-    ema_every: int = 5  # EMA update period in steps (ref §1 step 6)
-    ema_start: int = 1000  # steps before averaging starts (ref §1 step 6: start_steps)
+    ema_decay: float = 0.995  # EMA of the actor, used only for target actions ("RADAC" step 6)
+    ema_every: int = 5  # EMA update period in steps ("RADAC" step 6)
+    ema_start: int = 1000  # steps before averaging starts (start_steps; "RADAC" step 6)
     # critics
-    n_critics: int = 2  # double IQN (ref §1)
-    n_quantiles: int = 32  # N: levels per call for tau, tau' and tau~ (ref §1 table)
-    critic_hidden: int = 256  # state and action branches (ref §1 "IQN critic")
-    embed_dim: int = 128  # fusion / tau embedding width (ref §1 table "emb")
-    n_cos: int = 64  # cosine features of tau; the public code ties it to N (ref §1)
-    head_hidden: int = 256  # head layer after the product (ref §1 "IQN critic")
-    q_clip: float | None = 300.0  # clamp TD targets to +-q_clip; None = off (ref §1 table)
+    n_critics: int = 2  # double IQN ("RADAC", "IQN critic")
+    n_quantiles: int = 32  # N: levels per call for tau, tau' and tau~ ("RADAC per dataset")
+    critic_hidden: int = 256  # state and action branches ("RADAC", "IQN critic")
+    embed_dim: int = 128  # fusion / tau embedding width ("RADAC per dataset": emb)
+    n_cos: int = 64  # cosine features of tau; the public code ties it to N ("RADAC")
+    head_hidden: int = 256  # head layer after the product ("RADAC", "IQN critic")
+    q_clip: float | None = 300.0  # clamp TD targets to +-q_clip; None = off ("RADAC per dataset")
     # relu as in the reference critics; leaky_relu keeps rare-penalty tails learnable
     # (see ramac.nets.iqn.ACTIVATIONS).
     critic_activation: str = "relu"
@@ -72,7 +77,7 @@ class RADACConfig:
     # weight's level indexed by the target sample: quantiles pulled to the median), kept
     # only to measure what it does (ramac.nets.iqn.quantile_huber_loss).
     tau_weighting: str = "current"
-    device: str = "cpu"
+    device: str = "cpu"  # the torch device the agent runs on
 
 
 class RADAC(Agent):
@@ -132,7 +137,8 @@ class RADAC(Agent):
         polyak_update(self.critic_target, self.critic, c.tau)
 
     def _policy(self, obs: Tensor, generator: torch.Generator | None) -> Tensor:
-        # The online actor is evaluated; the EMA only provides target actions (ref §1 step 6).
+        # The online actor is evaluated; the EMA only provides target actions (as the public code;
+        # docs/reference-code.md, "RADAC" step 6).
         return self.actor.sample(obs, generator=generator)
 
 

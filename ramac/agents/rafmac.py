@@ -1,7 +1,8 @@
 """RAFMAC: RADAC with a flow-matching actor (Euler sampler) in place of the diffusion one.
 
-What the paper describes, not what the public code does (ref: ramac-oraac-code.md §2,
-§8.2). The released code trains a one-step student with the Q term and never acts with
+What the paper describes, not what the public code does (agents/rafmac.py of
+KaiFukazawa/RAMAC @ f2c1ed6; docs/reference-code.md, "RAFMAC" and "Public-code issues",
+item 2). The released code trains a one-step student with the Q term and never acts with
 it, so the evaluated Euler policy is plain flow-matching BC; here the risk gradient flows
 through the K-step Euler rollout into the policy that is evaluated (as RADAC does through
 its reverse chain). Also fixed: the actor term uses risk-distorted levels (the public
@@ -25,36 +26,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ramac.agents.base import Phase, register
 from ramac.agents.common import eta_at, no_param_grads
 from ramac.agents.radac import RADAC, RADACConfig
 from ramac.data.dataset import Batch
-from ramac.nets.mlp import mlp
+from ramac.nets.mlp import Mish, mlp
 
 
 @dataclass
 class RAFMACConfig(RADACConfig):
-    """RAFMAC hyperparameters (configs/rafmac.yaml of the RAMAC code; ref §2)."""
+    """RAFMAC hyperparameters: configs/rafmac.yaml and agents/rafmac.py of KaiFukazawa/RAMAC @
+    f2c1ed6 (docs/reference-code.md, "RAFMAC", quoted below as "RAFMAC"), RADAC's elsewhere;
+    configs/algos/rafmac.yaml overrides them per dataset."""
 
-    lr_actor: float = 3e-4  # main.py never passes the yaml lrs: Adam 3e-4 for all (ref §2)
-    lr_critic: float = 3e-4
-    grad_norm: float = 0.6  # 0.6 on medium-expert, 0.8 on medium-replay (ref §2)
-    n_steps: int = 10  # Euler steps K (ref §2 "flow_steps")
-    actor_hidden: int = 128  # velocity field width h = 128 (ref §2 "Networks")
+    lr_actor: float = 3e-4  # main.py never passes the yaml lrs: Adam 3e-4 for all ("RAFMAC")
+    lr_critic: float = 3e-4  # the same Adam 3e-4 ("RAFMAC")
+    grad_norm: float = 0.6  # 0.6 on medium-expert, 0.8 on medium-replay ("RAFMAC": yaml values)
+    n_steps: int = 10  # Euler steps K, flow_steps ("RAFMAC", "Flow matching")
+    actor_hidden: int = 128  # velocity field width h = 128 ("RAFMAC", "Networks")
     # 16, not the public Sinusoidal(4): FlowActor scales t by 1000, which a 4-dim
     # embedding (frequencies 1 and 1e-4) would alias; 16 frequencies span it.
     time_dim: int = 16
     eta: float = 0.02  # RADAC's per-dataset eta on the raw CVaR term (see the docstring)
     normalize_q: bool = False  # as RADAC (the public eta 1000 on a normalised term: no)
-    ema_start: int = 500  # ref §2 ``ema_v``: every 5 steps after step 500
-    n_quantiles: int = 32  # 32 levels per call (ref §2)
-    critic_hidden: int = 128  # state / action layers [h] (ref §2)
-    embed_dim: int = 128  # embedding h (ref §2)
-    n_cos: int = 32  # cosine dim 32 (ref §2)
-    head_hidden: int = 128  # f layer [h] (ref §2)
-    q_clip: float | None = None  # rafmac.yaml sets no q_clip (ref §4 "yaml defaults")
+    ema_start: int = 500  # the public ``ema_v``: every 5 steps after step 500 ("RAFMAC")
+    n_quantiles: int = 32  # 32 levels per call ("RAFMAC", "Networks")
+    critic_hidden: int = 128  # state / action layers [h] ("RAFMAC", "Networks")
+    embed_dim: int = 128  # embedding h ("RAFMAC", "Networks")
+    n_cos: int = 32  # cosine dim 32 ("RAFMAC", "Networks")
+    head_hidden: int = 128  # f layer [h] ("RAFMAC", "Networks")
+    q_clip: float | None = None  # rafmac.yaml sets none (docs/reference-code.md, "RAMAC main.py")
 
 
 class RAFMAC(RADAC):
@@ -73,6 +76,7 @@ class RAFMACPublicConfig(RAFMACConfig):
     eta: float = 1000.0  # rafmac.yaml: on the normalised Q term of the student
     normalize_q: bool = True  # rafmac.yaml normalize_q_loss: true
     risk: str = "neutral"  # its default path evaluates the critics at uniform levels
+    risk_param: float | None = None  # neutral has no parameter
 
 
 class RAFMACPublic(RAFMAC):
@@ -86,7 +90,7 @@ class RAFMACPublic(RAFMAC):
     def __init__(self, obs_dim: int, act_dim: int, max_action: float, config) -> None:
         super().__init__(obs_dim, act_dim, max_action, config)
         h = config.actor_hidden
-        self.student = self.add_net("student", mlp(obs_dim + act_dim, [h, h], act_dim, nn.Mish))
+        self.student = self.add_net("student", mlp(obs_dim + act_dim, [h, h], act_dim, Mish))
         self.optims["student"] = torch.optim.Adam(self.student.parameters(), lr=config.lr_actor)
 
     def phases(self) -> list[Phase]:

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from ramac.data.dataset import OfflineDataset, Provenance
 from ramac.errors import UserError
 
-BASE_URLS = {  # ref: D4RL d4rl/infos.py (DATASET_URLS)
+BASE_URLS = {  # DATASET_URLS in d4rl/infos.py of Farama-Foundation/D4RL
     "v0": "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco",
     "v2": "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2",
 }
@@ -87,7 +87,7 @@ class D4RLInfo:
 
 
 def _file_name(task: str, kind: str, version: str) -> str:
-    """The URL's file name, which d4rl also caches the file under (ref: d4rl/infos.py).
+    """The URL's file name, which d4rl also caches the file under (D4RL's d4rl/infos.py).
 
     v2: ``<task>_<kind with _>-v2.hdf5``; v0: ``<task>_<kind with _>.hdf5`` except that
     medium-replay is ``<task>_mixed.hdf5`` (Walker2d's: ``walker_mixed.hdf5``).

@@ -3,7 +3,7 @@
 The shipped SAC snapshots (``ramac/data/behaviour.py``) are rolled out with stochastic
 actions into D4RL-format hdf5 files, which are then read by the same reader and
 ``qlearning_dataset`` as D4RL's own files. Levels follow D4RL's definitions
-(ref: paper-tables.md §5, ecosystem.md §3):
+(docs/reference-code.md, "D4RL"; the D4RL paper, arXiv 2004.07219):
 
 - ``expert``: the snapshot with the best evaluation return;
 - ``medium``: the snapshot whose evaluation return is closest to one third of the expert's
@@ -27,15 +27,12 @@ multiples of the episode length where possible, so full-length episodes are rare
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import dataclasses
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +40,7 @@ import gymnasium as gym
 import h5py
 import mujoco
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ramac.config import ROOT
 from ramac.data.behaviour import ENV_IDS, POLICY_DIR, GaussianTanhPolicy, load_policy
@@ -62,7 +60,7 @@ Kind = Literal["medium", "medium-replay", "expert", "medium-expert"]
 KINDS: tuple[str, ...] = ("medium", "medium-replay", "expert", "medium-expert")
 GENERATOR_VERSION = "gen-1"  # bump when the rollout procedure changes
 # Defaults sized for a 2-core machine; D4RL's are 1M (medium, expert), 2M (medium-expert)
-# and 0.2-0.4M (medium-replay) (ref: paper-tables.md §5).
+# and 0.2-0.4M (medium-replay) (docs/reference-code.md, "D4RL").
 DEFAULT_SIZES = {
     "medium": 100_000,
     "expert": 100_000,
@@ -146,51 +144,6 @@ def _split(total: int, parts: int) -> list[int]:
 
 
 # ----------------------------------------------------------------------------- rollouts
-
-_BLAS_SETTERS = (
-    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-    ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-    ("openblas_set_num_threads", "openblas_get_num_threads"),
-)
-
-
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Run numpy's OpenBLAS on one thread inside the block (best effort; Linux only).
-
-    The policy's matrix products are tiny (a few rows); multithreaded OpenBLAS made them
-    ~20x slower than one thread when the cores are busy (25 ms vs 0.2 ms per call,
-    measured on the 2-core machine with a training job running), which dominated
-    generation. Where no OpenBLAS is found this does nothing.
-    """
-    restore = []
-    for lib in _loaded_openblas():
-        for setter, getter in _BLAS_SETTERS:
-            if hasattr(lib, setter) and hasattr(lib, getter):
-                restore.append((getattr(lib, setter), getattr(lib, getter)()))
-                getattr(lib, setter)(1)
-                break
-    try:
-        yield
-    finally:
-        for setter, previous in restore:
-            setter(previous)
-
-
-def _loaded_openblas() -> list[ctypes.CDLL]:
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return []
-    paths = {line.split()[-1] for line in maps.splitlines() if "openblas" in line.lower()}
-    libs = []
-    for path in sorted(p for p in paths if p.startswith("/")):
-        try:
-            libs.append(ctypes.CDLL(path))
-        except OSError:
-            continue
-    return libs
 
 
 class _Buffer:
@@ -313,7 +266,10 @@ def generate_dataset(
     ]
     started = time.perf_counter()
     parts, records = [], []
-    with single_threaded_blas():
+    # One BLAS thread: the policy's matrix products are tiny (a few rows), and multithreaded
+    # OpenBLAS made them ~20x slower than one thread on busy cores (25 ms vs 0.2 ms per
+    # call, measured on a 2-core machine with a training job running).
+    with threadpool_limits(limits=1, user_api="blas"):
         for index, (role, snapshot, steps) in enumerate(segments):
             policy = _checked_policy(snapshot.path, envs[0])
             seq = np.random.SeedSequence([seed, index])

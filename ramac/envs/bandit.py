@@ -1,4 +1,4 @@
-"""The 2-D risky bandit of the paper's Figure 3 (ref: paper-tables.md §1.3).
+"""The 2-D risky bandit of the paper's Figure 3 (docs/reference-code.md, "The paper").
 
 One dummy state; actions in [-1, 1]^2. The behaviour data has two modes: a safe centre
 cluster and a ring around it. The ring pays more on average but now and then a large

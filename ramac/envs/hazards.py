@@ -16,7 +16,8 @@ so with the same seed they agree step by step on the same trajectory.
 
 Spec sets are versioned YAML files in ``configs/hazards/`` (``ramac-v2``: the RAMAC code's
 settings; ``oraac-v0``: the ORAAC code's; ``ramac-v2-generated``: thresholds for the
-toolkit's generated datasets). Facts: ref ramac-oraac-code.md §5, paper-tables.md §1.4, §2.
+toolkit's generated datasets). The two codes' settings and semantics, with their files:
+docs/reference-code.md, "Hazards".
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from ramac.data.behaviour import ENV_IDS
 from ramac.envs.hazards import HazardSpec, HazardWrapper
 from ramac.errors import UserError
 
-# ref: ramac-oraac-code.md §4 / paper-tables.md §1.5: RAMAC (and ORAAC) evaluate with
-# 200-step HalfCheetah and 500-step Hopper/Walker2d episodes; D4RL's full episode is 1000.
+# RAMAC's main.py (and O-RAAC) evaluate with 200-step HalfCheetah and 500-step Hopper /
+# Walker2d episodes; D4RL's full episode is 1000 (docs/reference-code.md, "RAMAC main.py").
 PAPER_HORIZONS = {"halfcheetah": 200, "hopper": 500, "walker2d": 500}
 FULL_HORIZON = 1000
 ENV_VERSIONS = ("v4", "v5")  # the Gymnasium versions of the three tasks that can evaluate

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ramac.nets.mlp import mlp
+from ramac.nets.mlp import Mish, mlp
 
 
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Soft-update ``target`` towards ``source``: p_t <- (1 - tau) p_t + tau p_s, in place.
 
-    Used for target critics (tau = 0.005, ref: ramac-oraac-code.md §1 step 7) and, through
+    Used for target critics (tau = 0.005; docs/reference-code.md, "RADAC" step 7) and, through
     :class:`EMA`, for the actor average. Buffers (not learned) are copied outright.
     """
     if not 0.0 <= tau <= 1.0:
@@ -31,8 +33,8 @@ class SinusoidalTimeEmbedding(nn.Module):
     """Map a batch of (float) time values to [sin(t f_k), cos(t f_k)] features.
 
     half = dim // 2 frequencies f_k = exp(-k ln(1e4) / (half - 1)), k = 0..half-1; the output
-    is cat[sin, cos] (ref: ramac-oraac-code.md §1 "Denoiser": dim 16 gives freqs
-    exp(-k ln(1e4)/7), k = 0..7; §2: dim 4 gives freqs 1 and 1e-4).
+    is cat[sin, cos] (docs/reference-code.md: "RADAC", "Denoiser": dim 16 gives freqs
+    exp(-k ln(1e4)/7), k = 0..7; "RAFMAC", "Networks": dim 4 gives freqs 1 and 1e-4).
     """
 
     def __init__(self, dim: int) -> None:
@@ -55,7 +57,7 @@ class TimeConditionedMLP(nn.Module):
     """MLP on cat[x, time_encoder(t), obs] with Mish activations; output has x's width.
 
     The epsilon network of the diffusion actor and the velocity field of the flow actor share
-    this layout (ref: ramac-oraac-code.md §1 "Denoiser", §2 "Networks"): time encoder
+    this layout (docs/reference-code.md: "RADAC", "Denoiser"; "RAFMAC", "Networks"): time encoder
     Sinusoidal(time_dim) -> Linear(time_dim, 2 time_dim), Mish, Linear(2 time_dim, time_dim);
     then n_layers x (Linear hidden + Mish) -> Linear act_dim.
 
@@ -77,14 +79,15 @@ class TimeConditionedMLP(nn.Module):
         action_gain: float = 1.0,
     ) -> None:
         super().__init__()
+        self.act_dim, self.time_dim, self.obs_dim = act_dim, time_dim, obs_dim
         self.time_scale = time_scale
         self.time_mlp = nn.Sequential(
             SinusoidalTimeEmbedding(time_dim),
             nn.Linear(time_dim, 2 * time_dim),
-            nn.Mish(),
+            Mish(),
             nn.Linear(2 * time_dim, time_dim),
         )
-        self.net = mlp(act_dim + time_dim + obs_dim, [hidden] * n_layers, act_dim, nn.Mish)
+        self.net = mlp(act_dim + time_dim + obs_dim, [hidden] * n_layers, act_dim, Mish)
         if action_gain != 1.0:
             with torch.no_grad():
                 self.net[0].weight[:, :act_dim].mul_(action_gain)  # x comes first in the input
@@ -94,13 +97,35 @@ class TimeConditionedMLP(nn.Module):
         t_emb = self.time_mlp(t.to(x.dtype) * self.time_scale)
         return self.net(torch.cat([x, t_emb, obs], dim=-1))
 
+    def along_chain(self, times: Tensor, obs: Tensor) -> Callable[[Tensor, int], Tensor]:
+        """The network at the chain's times ``times`` [T] and states ``obs`` [B], as a
+        function of (x [B, da], k) = forward(x, times[k] for every row, obs).
+
+        A sampler calls the network T times with the same states and, at each step, one
+        time for the whole batch. So the first layer is split by input block: the time
+        MLP and the time's share run once for all T steps, on T rows, and the states' share
+        once per chain; each step only adds x's share. The same function as ``forward``
+        (to float rounding), with a fraction of its operations per step.
+        """
+        first = self.net[0]
+        w_x, w_t, w_s = first.weight.split([self.act_dim, self.time_dim, self.obs_dim], dim=1)
+        time_share = F.linear(self.time_mlp(times.to(obs.dtype) * self.time_scale), w_t)
+        obs_share = F.linear(obs, w_s, first.bias)
+        rest = self.net[1:]
+
+        def step(x: Tensor, k: int) -> Tensor:
+            return rest(F.linear(x, w_x) + obs_share + time_share[k])
+
+        return step
+
 
 class EMA:
     """Exponential moving average of a module's weights, kept in a frozen deep copy.
 
-    ``update`` does avg <- decay avg + (1 - decay) model (decay 0.995 in RADAC, ref:
-    ramac-oraac-code.md §1 step 6). ``reset`` copies the online weights outright, which
-    Diffusion-QL does before EMA starts and the RADAC code omits (ref §8.5).
+    ``update`` does avg <- decay avg + (1 - decay) model (decay 0.995 in RADAC;
+    docs/reference-code.md, "RADAC" step 6). ``reset`` copies the online weights outright,
+    which the toolkit does until averaging starts and neither the RADAC nor the Diffusion-QL
+    code does (docs/reference-code.md, "Public-code issues", item 5; docs/fidelity.md).
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:

@@ -1,7 +1,8 @@
 """DDPM actor: a state-conditioned diffusion policy with a short VP schedule (RADAC's actor).
 
 The sampler stays differentiable through the whole reverse chain, so a critic's gradient
-reaches every denoiser call (as in Diffusion-QL; ref: ramac-oraac-code.md §1 "Diffusion").
+reaches every denoiser call (as in Diffusion-QL and the RADAC code; docs/reference-code.md,
+"RADAC", "Diffusion").
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ def vp_beta_schedule(n_steps: int, b_min: float = 0.1, b_max: float = 10.0) -> T
     """Variance-preserving noise schedule of a T-step DDPM.
 
     beta_t = 1 - exp(-b_min/T - 0.5 (b_max - b_min)(2t - 1)/T^2), t = 1..T
-    (ref: ramac-oraac-code.md §1: T=5 gives beta ~ [0.196, 0.459, 0.636, 0.755, 0.835]).
+    (docs/reference-code.md, "RADAC", "Diffusion": T=5 gives beta ~ [0.196, 0.459, 0.636,
+    0.755, 0.835]).
     """
     if n_steps < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
@@ -30,7 +32,7 @@ class DiffusionActor(nn.Module):
     """Epsilon-prediction DDPM policy pi(a | s) with a VP schedule of ``n_steps`` steps.
 
     Denoiser: :class:`~ramac.nets.common.TimeConditionedMLP` on cat[a_t, emb(t), s], t the
-    integer step index (ref: ramac-oraac-code.md §1 "Denoiser"). Actions live in
+    integer step index (docs/reference-code.md, "RADAC", "Denoiser"). Actions live in
     [-max_action, max_action].
     """
 
@@ -70,6 +72,7 @@ class DiffusionActor(nn.Module):
             "post_coef_xt": (1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar),
             "post_std": (betas * (1.0 - abar_prev) / (1.0 - abar)).sqrt(),
         }
+        coeffs["step_indices"] = torch.arange(len(betas), dtype=torch.float32)
         for name, value in coeffs.items():
             self.register_buffer(name, value, persistent=False)
 
@@ -95,9 +98,9 @@ class DiffusionActor(nn.Module):
         """
         shape = (obs.shape[0], self.act_dim)
         x = noise if noise is not None else self._randn(shape, obs, generator)
+        denoise = self.denoiser.along_chain(self.step_indices, obs)
         for i in reversed(range(self.n_steps)):
-            t = torch.full((shape[0],), i, device=obs.device, dtype=torch.long)
-            eps_hat = self.denoiser(x, t, obs)
+            eps_hat = denoise(x, i)
             x0 = self.sqrt_recip_abar[i] * x - self.sqrt_recipm1_abar[i] * eps_hat
             x0 = x0.clamp(-self.max_action, self.max_action)
             x = self.post_coef_x0[i] * x0 + self.post_coef_xt[i] * x

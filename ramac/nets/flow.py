@@ -1,7 +1,7 @@
 """Flow-matching actor: a state-conditioned velocity field integrated with Euler steps.
 
 Same interface as :class:`~ramac.nets.diffusion.DiffusionActor`, so agents can swap actors
-(ref: ramac-oraac-code.md §2 "Flow matching").
+(docs/reference-code.md, "RAFMAC", "Flow matching").
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from ramac.nets.common import TimeConditionedMLP
 # The velocity field sees t in [0, 1] scaled by 1000 before the sinusoidal embedding, the
 # DDPM convention, so its frequencies (1 .. 1e-4) span the whole interval. Unscaled, the
 # fastest feature sin(t) would cover less than a sixth of a period (RAFMAC's Sinusoidal(4)
-# on raw t, ref: ramac-oraac-code.md §2), leaving time nearly invisible to the network.
+# on raw t; docs/reference-code.md, "RAFMAC", "Networks"), leaving time nearly invisible to
+# the network.
 FLOW_TIME_SCALE = 1000.0
 
 
@@ -67,7 +68,8 @@ class FlowActor(nn.Module):
         """Euler-integrate the flow from x_0 = ``noise`` (default N(0, I)) over K = n_steps.
 
         t_k = k / K, x <- x + v(x, t_k, s) / K; only the final action is clamped to
-        +-max_action (ref: ramac-oraac-code.md §2). Differentiable; ``generator`` (on obs's
+        +-max_action (as RAFMAC's; docs/reference-code.md, "RAFMAC", "Flow matching").
+        Differentiable; ``generator`` (on obs's
         device) seeds x_0.
         """
         batch = obs.shape[0]
@@ -75,10 +77,11 @@ class FlowActor(nn.Module):
             noise = torch.randn(
                 (batch, self.act_dim), generator=generator, device=obs.device, dtype=obs.dtype
             )
+        times = torch.arange(self.n_steps, device=obs.device, dtype=obs.dtype) / self.n_steps
+        velocity = self.velocity.along_chain(times, obs)
         x = noise
         for k in range(self.n_steps):
-            t = torch.full((batch,), k / self.n_steps, device=obs.device, dtype=obs.dtype)
-            x = x + self.velocity(x, t, obs) / self.n_steps
+            x = x + velocity(x, k) / self.n_steps
         return x.clamp(-self.max_action, self.max_action)
 
     def forward(self, obs: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 def cosine_embedding(taus: Tensor, n_cos: int) -> Tensor:
     """Cosine features of quantile levels: taus [..., N] -> [..., N, n_cos], cos(pi i tau).
 
-    i = 0..n_cos-1 (ref: ramac-oraac-code.md §1 "IQN critic"; Dabney et al. 2018, eq. 4).
+    i = 0..n_cos-1 (docs/reference-code.md, "RADAC", "IQN critic"; Dabney et al. 2018, eq. 4).
     """
     i = torch.arange(n_cos, device=taus.device, dtype=taus.dtype)
     return torch.cos(math.pi * i * taus.unsqueeze(-1))
@@ -24,11 +24,11 @@ def cosine_embedding(taus: Tensor, n_cos: int) -> Tensor:
 
 LEAKY_SLOPE = 0.2
 
-# ReLU as in the reference critics (ref: ramac-oraac-code.md §1). LeakyReLU(0.2) keeps
-# rare-penalty tails learnable: with ReLU, on a one-state bandit paying +4 or -8 w.p. 0.2,
-# 7 of 12 critics (6 seeds) learned the 0.05-quantile as a constant near 0 at every action
-# because the head units go dead at low levels and never recover; with LeakyReLU(0.2) all
-# of them learned -8 within ~150 steps (tests/agents/test_agents_bandit.py).
+# ReLU as in the public critics (docs/reference-code.md, "RADAC", "IQN critic").
+# LeakyReLU(0.2) keeps rare-penalty tails learnable: with ReLU, on a one-state bandit paying
+# +4 or -8 w.p. 0.2, 7 of 12 critics (6 seeds) learned the 0.05-quantile as a constant near
+# 0 at every action because the head units go dead at low levels and never recover; with
+# LeakyReLU(0.2) all of them learned -8 within ~150 steps (tests/agents/test_agents_bandit.py).
 ACTIVATIONS = {"relu": F.relu, "leaky_relu": lambda x: F.leaky_relu(x, LEAKY_SLOPE)}
 
 
@@ -75,7 +75,7 @@ class EnsembleLinear(nn.Module):
 class IQNEnsemble(nn.Module):
     """An ensemble of IQN critics Z_e(s, a; tau), e = 0..n_critics-1, as one module.
 
-    Per critic (ref: ramac-oraac-code.md §1 "IQN critic"): s -> Linear(hidden)+ReLU,
+    Per critic (docs/reference-code.md, "RADAC", "IQN critic"): s -> Linear(hidden)+ReLU,
     a -> Linear(hidden)+ReLU, cat -> Linear(embed_dim)+ReLU = phi(s, a);
     tau -> cos(pi i tau), i < n_cos -> Linear(embed_dim)+ReLU = psi(tau);
     phi * psi -> Linear(head_hidden)+ReLU -> Linear(1). phi is computed once per (s, a) and
@@ -115,7 +115,7 @@ class IQNEnsemble(nn.Module):
         self.head_hidden = EnsembleLinear(e, embed_dim, head_hidden)
         self.head_out = EnsembleLinear(e, head_hidden, 1)
         # Small final layer so initial quantiles start near 0. The RADAC code uses U(+-3e-4)
-        # with zero bias (ref: ramac-oraac-code.md §1); +-3e-3 as in DDPG heads.
+        # with zero bias (docs/reference-code.md, "RADAC", "IQN critic"); +-3e-3 as in DDPG heads.
         nn.init.uniform_(self.head_out.weight, -3e-3, 3e-3)
         nn.init.zeros_(self.head_out.bias)
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ramac.nets.iqn import EnsembleLinear
+from ramac.nets.mlp import Mish
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -33,7 +34,7 @@ class QEnsemble(nn.Module):
     """E independent critics Q_e(s, a) = MLP_e(cat[s, a]), e = 0..n_members-1.
 
     Each member: n_layers x (Linear hidden [+ LayerNorm] + activation) -> Linear 1.
-    Diffusion-QL's critic is 3 x 256 with Mish (ref: paper-tables.md §4); FQL's is
+    Diffusion-QL's critic is 3 x 256 with Mish (docs/reference-code.md, "Diffusion-QL"); FQL's is
     4 x 512 with GELU and layer norm (Park et al. 2025).
     """
 
@@ -44,7 +45,7 @@ class QEnsemble(nn.Module):
         n_members: int = 2,
         hidden: int = 256,
         n_layers: int = 3,
-        activation: type[nn.Module] = nn.Mish,
+        activation: type[nn.Module] = Mish,
         layer_norm: bool = False,
     ) -> None:
         super().__init__()

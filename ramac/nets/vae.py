@@ -1,6 +1,7 @@
 """BCQ-style conditional VAE of the behaviour policy (O-RAAC's generative model).
 
-Ref: ramac-oraac-code.md §6 "VAE".
+As O-RAAC's (oraaclib/util/neural_networks/neural_networks.py of nuria95/O-RAAC @ 57347bc;
+docs/reference-code.md, "O-RAAC", "VAE").
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LOG_STD_MIN, LOG_STD_MAX = -4.0, 15.0  # ref: ramac-oraac-code.md §6
-LATENT_CLIP = 0.5  # decoding draws z ~ N(0, I) clipped to [-0.5, 0.5] (ref §6)
+LOG_STD_MIN, LOG_STD_MAX = -4.0, 15.0  # O-RAAC's clamp (docs/reference-code.md, "O-RAAC")
+LATENT_CLIP = 0.5  # decoding draws z ~ N(0, I) clipped to [-0.5, 0.5] (the same section)
 
 
 class VAE(nn.Module):
@@ -91,7 +92,8 @@ class VAE(nn.Module):
     def loss(self, actions: Tensor, obs: Tensor) -> Tensor:
         """ELBO surrogate: MSE(recon, a) + kl_weight KL(N(mu, sigma) || N(0, I)).
 
-        Both terms are means over batch (and latent / action dims), as in BCQ (ref §6).
+        Both terms are means over batch (and latent / action dims), as in BCQ and O-RAAC
+        (docs/reference-code.md, "O-RAAC", "VAE").
         """
         mean, std = self.encode(actions, obs)
         z = mean + std * torch.randn_like(std)

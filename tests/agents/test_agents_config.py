@@ -1,9 +1,14 @@
-"""The registry and the algorithm YAML files: every setting builds, mistakes are UserErrors."""
+"""The registry and the algorithm YAML files: every setting builds, mistakes are UserErrors.
+
+Defaults live only in the Config dataclasses; ``configs/algos/*.yaml`` hold only per-dataset
+``overrides:`` (``ramac/config.py`` says why, and how variants get their own defaults).
+"""
 
 import dataclasses
 
 import pytest
 
+import ramac.config
 from ramac.agents import AGENTS, make_agent, make_config
 from ramac.agents.oraac import ORAAC, ORAACConfig, ORAACDiffConfig, ORAACFlowConfig
 from ramac.config import CONFIG_DIR, algo_values, config_hash, read_yaml
@@ -50,16 +55,80 @@ def _datasets(name: str) -> list[str | None]:
 def test_every_default_and_override_builds(name, dataset):
     config = make_config(name, dataset)
     assert isinstance(config, AGENTS[name].config_cls)
-    # The YAML states every value (defaults included): nothing falls back silently.
+    # Every override is applied as written; every other field is the dataclass default.
     values = algo_values(name, dataset)
     assert {k: getattr(config, k) for k in values} == values
+    defaults = AGENTS[name].config_cls()
+    for field in dataclasses.fields(config):
+        if field.name not in values:
+            assert getattr(config, field.name) == getattr(defaults, field.name), field.name
+    if dataset is None:
+        assert values == {} and config == defaults
 
 
 @pytest.mark.parametrize("name", sorted(AGENTS))
-def test_yaml_defaults_state_every_field(name):
-    defaults = read_yaml(CONFIG_DIR / "algos" / f"{name}.yaml")["defaults"]
+def test_yaml_holds_only_overrides_of_config_fields(name):
+    """One source per default: the YAML has no ``defaults:`` block, and every key under
+    ``overrides:`` names a field of the algorithm's Config dataclass."""
+    data = read_yaml(CONFIG_DIR / "algos" / f"{name}.yaml")
+    assert set(data) <= {"overrides"}, f"{name}.yaml: only 'overrides:' belongs at the top"
     fields = {f.name for f in dataclasses.fields(AGENTS[name].config_cls)}
-    assert set(defaults) == fields
+    for dataset, values in (data.get("overrides") or {}).items():
+        assert isinstance(values or {}, dict), (name, dataset)
+        assert set(values or {}) <= fields, (name, dataset, sorted(set(values) - fields))
+
+
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_every_config_field_has_a_default(name):
+    """make_config(name) needs no YAML value: the dataclass alone is a complete config."""
+    for field in dataclasses.fields(AGENTS[name].config_cls):
+        has_default = field.default is not dataclasses.MISSING
+        assert has_default or field.default_factory is not dataclasses.MISSING, field.name
+
+
+def _with_algo_yaml(monkeypatch, tmp_path, text: str) -> None:
+    """Point the config loader at a directory whose radac.yaml is ``text``."""
+    (tmp_path / "algos").mkdir()
+    (tmp_path / "algos" / "radac.yaml").write_text(text)
+    monkeypatch.setattr(ramac.config, "CONFIG_DIR", tmp_path)
+
+
+def test_a_defaults_block_is_a_user_error(monkeypatch, tmp_path):
+    _with_algo_yaml(monkeypatch, tmp_path, "defaults:\n  eta: 0.02\noverrides: {}\n")
+    with pytest.raises(UserError, match="defaults"):
+        make_config("radac", "halfcheetah-medium-expert-v2")
+
+
+def test_unknown_top_level_key_is_a_user_error(monkeypatch, tmp_path):
+    _with_algo_yaml(monkeypatch, tmp_path, "overides: {}\n")
+    with pytest.raises(UserError, match="overides"):
+        make_config("radac")
+
+
+def test_unknown_yaml_override_key_is_a_user_error(monkeypatch, tmp_path):
+    _with_algo_yaml(monkeypatch, tmp_path, "overrides:\n  some-data-v2: {no_such_key: 1}\n")
+    with pytest.raises(UserError, match="no_such_key"):
+        make_config("radac", "some-data-v2")
+    assert make_config("radac", "other-data-v2") == make_config("radac")
+
+
+def test_variants_state_only_what_differs_from_their_base():
+    """Variants are registered with a Config subclass (or their base's Config) that holds
+    their defaults; their YAML files hold only per-dataset overrides."""
+    base, public = make_config("rafmac"), make_config("rafmac_public")
+    changed = {
+        f.name for f in dataclasses.fields(base) if getattr(base, f.name) != getattr(public, f.name)
+    }
+    assert changed == {"eta", "normalize_q", "risk", "risk_param"}
+    assert (public.eta, public.normalize_q, public.risk, public.risk_param) == (
+        1000.0,
+        True,
+        "neutral",
+        None,
+    )
+    assert make_config("oraac_published") == make_config("oraac")
+    assert AGENTS["oraac_published"].config_cls is ORAACConfig
+    assert make_config("oraac").actor_hidden == [400, 300]
 
 
 def test_paper_datasets_have_radac_and_rafmac_overrides():

@@ -227,7 +227,8 @@ def test_wrapper_reset_seed_restarts_coins_and_info_key_is_used():
 # ----------------------------------------------------------------------------- spec sets
 
 
-RAMAC_V2 = {  # ref: paper-tables.md §1.4
+# environment/configs of KaiFukazawa/RAMAC @ f2c1ed6 (docs/reference-code.md, "Hazards")
+RAMAC_V2 = {
     "halfcheetah-medium-replay": dict(kind="velocity", threshold=5.0, probability=0.05, cost=-60.0),
     "halfcheetah-medium-expert": dict(
         kind="velocity", threshold=10.0, probability=0.05, cost=-70.0

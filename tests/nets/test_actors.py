@@ -18,8 +18,8 @@ def tiny(cls: type[nn.Module], **kwargs) -> nn.Module:
 
 
 def test_vp_schedule_reference_numbers() -> None:
-    # ref: ramac-oraac-code.md §1: T=5 -> beta ~ [0.196, 0.459, 0.636, 0.755, 0.835],
-    # alpha_bar_T ~ 0.0064.
+    # docs/reference-code.md, "RADAC", "Diffusion": T=5 -> beta ~ [0.196, 0.459, 0.636, 0.755,
+    # 0.835], alpha_bar_T ~ 0.0064.
     betas = vp_beta_schedule(5)
     assert betas.tolist() == pytest.approx([0.196, 0.459, 0.636, 0.755, 0.835], abs=1e-3)
     assert torch.prod(1.0 - betas).item() == pytest.approx(0.0064, abs=1e-4)
@@ -38,7 +38,14 @@ def test_interface_shapes_and_action_bounds(cls: type[nn.Module]) -> None:
     assert loss.shape == () and torch.isfinite(loss)
 
 
-class PointMassDenoiser(nn.Module):
+class ChainByForward(nn.Module):
+    """A stand-in network's ``along_chain``: its ``forward`` at time ``times[k]``."""
+
+    def along_chain(self, times: Tensor, obs: Tensor):
+        return lambda x, k: self(x, times[k].expand(x.shape[0]), obs)
+
+
+class PointMassDenoiser(ChainByForward):
     """The exact epsilon predictor when every action equals ``target``."""
 
     def __init__(self, actor: DiffusionActor, target: Tensor) -> None:
@@ -46,11 +53,11 @@ class PointMassDenoiser(nn.Module):
         self.actor, self.target = actor, target
 
     def forward(self, x: Tensor, t: Tensor, obs: Tensor) -> Tensor:
-        a = self.actor
+        a, t = self.actor, t.long()
         return (x - a.sqrt_abar[t, None] * self.target) / a.sqrt_one_minus_abar[t, None]
 
 
-class PointMassVelocity(nn.Module):
+class PointMassVelocity(ChainByForward):
     """The exact flow-matching velocity when every action equals ``target``."""
 
     def __init__(self, target: Tensor) -> None:
@@ -74,6 +81,25 @@ def test_samplers_are_exact_for_exact_models() -> None:
     for actor in (diffusion, flow):
         out = actor.sample(obs, generator=torch.Generator().manual_seed(0))
         torch.testing.assert_close(out, target.expand(50, 2), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cls", ACTORS)
+def test_chain_shortcut_is_the_network_itself(cls: type[nn.Module]) -> None:
+    # The samplers call ``along_chain`` (first layer split by input block, time and state
+    # shares computed once); it must be forward(x, t, obs) at every step, gradients too.
+    torch.manual_seed(0)
+    net = tiny(cls, action_gain=3.0)
+    net = net.denoiser if cls is DiffusionActor else net.velocity
+    obs, x = torch.randn(6, OBS_DIM), torch.randn(6, ACT_DIM, requires_grad=True)
+    times = torch.tensor([0.0, 0.25, 3.0])
+    for k in range(len(times)):
+        step = net.along_chain(times, obs)  # a fresh graph for each gradient
+        full = net(x, times[k].expand(6), obs)
+        torch.testing.assert_close(step(x, k), full, atol=1e-6, rtol=1e-5)
+        grads = torch.autograd.grad(step(x, k).square().sum(), [x, *net.parameters()])
+        fulls = torch.autograd.grad(full.square().sum(), [x, *net.parameters()])
+        for ours, theirs in zip(grads, fulls, strict=True):
+            torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("cls", ACTORS)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ramac.nets.common import EMA, SinusoidalTimeEmbedding, polyak_update
-from ramac.nets.mlp import mlp
+from ramac.nets.mlp import Mish, mlp
 
 torch.set_num_threads(1)
 
@@ -20,6 +20,20 @@ def test_mlp_layout() -> None:
     assert (net[4].in_features, net[4].out_features) == (5, 2)
     assert net(torch.zeros(7, 3)).shape == (7, 2)
     assert [type(m) for m in mlp(3, [], 2)] == [nn.Linear]
+
+
+def test_mish_equals_the_fused_kernel_in_value_and_gradient() -> None:
+    # Mish is x tanh(softplus(x)); softplus switches to x above 20 and tanh saturates, so
+    # check far tails as well as the bend near 0 (Mish(-1.19...) is its minimum, ~-0.3088).
+    x = torch.cat([torch.linspace(-30.0, 30.0, 601), torch.tensor([-1.1924, 0.0, 1e-4])])
+    ours, fused = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y = Mish()(ours)
+    torch.testing.assert_close(y, nn.functional.mish(fused), rtol=1e-6, atol=1e-6)
+    assert y.min().item() == pytest.approx(-0.30884, abs=1e-4)
+    (grad,) = torch.autograd.grad(y.sum(), ours)
+    (grad_fused,) = torch.autograd.grad(nn.functional.mish(fused).sum(), fused)
+    torch.testing.assert_close(grad, grad_fused, rtol=1e-5, atol=1e-6)
+    assert grad[-3].abs().item() < 1e-3  # zero slope at the minimum
 
 
 def test_polyak_update_values_and_buffers() -> None:
@@ -37,7 +51,7 @@ def test_polyak_update_values_and_buffers() -> None:
 
 
 def test_sinusoidal_embedding_matches_formula() -> None:
-    # ref: ramac-oraac-code.md §1: dim 16 -> freqs exp(-k ln(1e4)/7), k=0..7, [sin, cos]
+    # docs/reference-code.md, "RADAC", "Denoiser": dim 16 -> freqs exp(-k ln(1e4)/7), k=0..7
     emb = SinusoidalTimeEmbedding(16)
     t = torch.tensor([0.0, 1.0, 3.0])
     out = emb(t)
@@ -49,7 +63,7 @@ def test_sinusoidal_embedding_matches_formula() -> None:
     assert freqs[-1] == pytest.approx(1e-4)
     # Integer step indices are cast to float.
     torch.testing.assert_close(emb(torch.tensor([3])), out[2:])
-    # ref §2: dim 4 gives frequencies 1 and 1e-4.
+    # docs/reference-code.md, "RAFMAC", "Networks": dim 4 gives frequencies 1 and 1e-4.
     torch.testing.assert_close(SinusoidalTimeEmbedding(4).freqs, torch.tensor([1.0, 1e-4]))
     with pytest.raises(ValueError):
         SinusoidalTimeEmbedding(5)

@@ -12,7 +12,7 @@ MODES = torch.tensor([[0.6, 0.6], [-0.6, -0.6]])
 def test_defaults_and_clipped_latent() -> None:
     torch.manual_seed(0)
     vae = VAE(3, 2, max_action=2.0, hidden=16)
-    assert vae.latent_dim == 4  # 2 * act_dim (ref: ramac-oraac-code.md §6)
+    assert vae.latent_dim == 4  # 2 * act_dim (docs/reference-code.md, "O-RAAC", "VAE")
     obs = torch.randn(20, 3)
     out = vae.decode(obs, generator=torch.Generator().manual_seed(0))
     z = torch.randn(20, 4, generator=torch.Generator().manual_seed(0)).clamp(-0.5, 0.5)

@@ -76,6 +76,17 @@ def test_user_errors_exit_2_with_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.startswith("error: no records in")
 
 
+def test_the_installed_ramac_command_is_the_same_command_line(tmp_path):
+    # pyproject.toml installs every package the command line imports (pipeline included)
+    # and a `ramac` entry point; both work outside the checkout.
+    ramac = Path(sys.executable).with_name("ramac")
+    proc = subprocess.run([ramac, "bandit", "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and "--profile" in proc.stdout and "usage: ramac" in proc.stdout
+    code = "import pipeline.cli, eval.ood, reports.suite, figures.bandit"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_every_stage_has_help_and_make_reproduce_options_parse():
     for stage in ("bandit", "data", "train", "evaluate", "report", "figures", "all"):
         proc = run_cli(stage, "--help")
@@ -84,11 +95,11 @@ def test_every_stage_has_help_and_make_reproduce_options_parse():
 
 
 def test_data_stage_choices_match_the_generator():
-    import reproduce
+    from pipeline import cli
     from ramac.data.behaviour import ENV_IDS
     from ramac.data.generate import KINDS
 
-    assert reproduce.KINDS == tuple(KINDS) and reproduce.TASKS == tuple(ENV_IDS)
+    assert cli.KINDS == tuple(KINDS) and cli.TASKS == tuple(ENV_IDS)
 
 
 @pytest.mark.slow
