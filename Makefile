@@ -8,7 +8,7 @@ PROFILE ?= quick
 SEEDS ?=
 DATA ?= generated
 
-.PHONY: help install test test-fast lint format bandit data reproduce tables figures bench clean
+.PHONY: help install test test-fast lint format bandit data reproduce tables figures bench clean browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,7 +36,7 @@ format: $(STAMP)  ## apply ruff's formatting and fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bandit: $(STAMP)  ## the 2-D risky bandit: every method x $(SEEDS) seeds, quick profile (~34 min on 2 idle CPUs)
+bandit: $(STAMP)  ## the 2-D risky bandit: every method x the profile's seeds (SEEDS=N to change), PROFILE=quick by default; see the README's bandit section for its time
 	$(PY) reproduce.py bandit --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS))
 
 data: $(STAMP)  ## generate the Stochastic-D4RL datasets from the shipped behaviour policies
@@ -50,6 +50,24 @@ tables: $(STAMP)  ## regenerate every table from the records, without training
 
 figures: $(STAMP)  ## regenerate every figure from the records, without training
 	$(PY) reproduce.py figures --profile $(PROFILE)
+
+# Headless Chromium for tests/reports/test_browser.py (skipped without it). Only where the
+# system allows: apt-get as root (or password-less sudo); anywhere else it says so and stops.
+CHROMIUM_PKG := chromium-headless-shell
+browser:  ## install headless Chromium for the HTML reports' browser test, where apt-get and root allow
+	@if command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1; then \
+		echo "headless Chromium is already installed"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "make browser: no apt-get here; install Chromium yourself (or set RAMAC_CHROMIUM) to run tests/reports/test_browser.py"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CHROMIUM_PKG) \
+		|| echo "make browser: apt-get could not install $(CHROMIUM_PKG); the browser test will be skipped"; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CHROMIUM_PKG) \
+		|| echo "make browser: apt-get could not install $(CHROMIUM_PKG); the browser test will be skipped"; \
+	else \
+		echo "make browser: installing Chromium needs root; run 'sudo apt-get install $(CHROMIUM_PKG)' (the browser test is skipped until then)"; \
+	fi
 
 clean:  ## remove caches (never results/ or data/)
 	rm -rf .pytest_cache .ruff_cache

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """ramac's command line in a checkout (installed, it is the `ramac` command): pipeline/cli.py.
 
-    python reproduce.py --help
+python reproduce.py --help
 """
 
 import sys

@@ -2,7 +2,7 @@
 
 Same config (halfcheetah-medium-expert: obs 17, act 6, N = 32 levels, batch 256, T = 5,
 embedding 128, hidden 256). The baseline, kept here only, follows the public RADAC code's
-structure (ref: ramac-oraac-code.md §1): two separate critic modules, state and action
+structure (docs/reference-code.md, "RADAC"): two separate critic modules, state and action
 repeated N times before the critic MLP, each critic stepped by its own optimiser in a
 Python loop. Both use the correct quantile Huber loss, so only the speed differs.
 

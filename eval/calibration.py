@@ -29,7 +29,7 @@ Conventions, stated once here and in every record:
   (k - 1/2) / n, linear in between), so atoms at midpoints read back exactly.
 
 MuJoCo: "many rollouts from one start state" = the evaluation env reset with the episode's
-recorded seed (``pipeline.suite.episode_seeds``; the simulator is deterministic after the
+recorded seed (``eval.suite_run.episode_seeds``; the simulator is deterministic after the
 reset), each rollout with its own hazard coins and policy noise. Returns are discounted
 with the agent's gamma and truncated at the horizon, which drops the tail beyond it: the
 critic predicts the untruncated return, so every record carries gamma^H (the weight of what

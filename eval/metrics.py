@@ -1,11 +1,11 @@
 """Per-seed and across-seed summaries of tidy episode records.
 
-Input is the ``episodes.csv`` schema of DESIGN.md "Records": one row per evaluation episode
+Input is the ``episodes.csv`` schema of the README's "Records": one row per evaluation episode
 with suite, dataset, algo, seed, episode, return (and optionally length, risky_steps,
 terminated, truncated). CVaR is computed per seed with ``ramac.risk.cvar_estimate`` and then
 averaged across seeds, which is what RAMAC's metadata calls ``per_seed_then_mean``; the
 CVaR of all episodes pooled over seeds is reported beside it because the paper's wording is
-ambiguous (ref: paper-tables.md §1.5).
+ambiguous (docs/reference-code.md, "The paper").
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def aggregate(
 def normalised_score(
     returns: float | np.ndarray, ref_min: float, ref_max: float
 ) -> float | np.ndarray:
-    """D4RL normalised score 100 (R - min) / (max - min) (ref: paper-tables.md §5).
+    """D4RL normalised score 100 (R - min) / (max - min) (docs/reference-code.md, "D4RL").
 
     The reference scores are for 1000-step episodes; RAMAC's 200/500-step returns are
     reported raw, so only call this for full-horizon returns.

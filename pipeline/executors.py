@@ -4,13 +4,23 @@ Jobs are idempotent (a finished run has a `done` file and is skipped inside the 
 half-finished one resumes from its checkpoint), so re-running the same list after a crash or
 a kill only does what is missing. Ray uses that too: a task whose worker process or node dies
 is retried (up to RAY_MAX_RETRIES times) and picks up where it stopped.
+
+Pool workers belong to the main process: they die with it (``kill -9`` too), ignore Ctrl-C
+(the main process stops them and prints one line), and report their training's progress to
+it through a queue (``ramac.progress``), shown on a terminal only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import queue
+import re
+import signal
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import partial
@@ -18,7 +28,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ramac import progress
 from ramac.errors import UserError
+from ramac.runtime import die_with_parent
 
 EXECUTORS = ("local", "ray")
 RAY_MAX_RETRIES = 3  # re-runs of a task whose worker or node died; job exceptions never retry
@@ -31,10 +43,71 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None, channel: Any = None) -> None:
+    """Set up a worker process: one torch thread; in the local pool (``parent``: the main
+    process's pid) die with the main process and leave Ctrl-C to it; report progress on
+    ``channel`` (a queue the main process reads) when given."""
+    if parent is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # already inherited (_workers_ignore_sigint)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        die_with_parent(parent)
+        # tqdm's default lock is a multiprocessing semaphore: a worker ended by its parent
+        # would leave it to the resource tracker, which warns about it under the last line
+        tqdm.set_lock(threading.RLock())
+    if channel is not None:
+        channel.cancel_join_thread()  # exiting never waits for undelivered progress
+        progress.set_reporter(channel.put)
     import torch
 
     torch.set_num_threads(1)  # one core per worker: no oversubscription
+
+
+def _run_job(
+    fn: Callable[[Any], Any], label: str, job: Any, reporter: progress.Reporter | None = None
+) -> Any:
+    """``fn(job)``, its progress reported as job ``label`` (to ``reporter`` when given, else
+    to the process's own reporter)."""
+    installed = progress.reporting(reporter) if reporter else contextlib.nullcontext()
+    with installed, progress.job(label):
+        return fn(job)
+
+
+def job_labels(jobs: Sequence[Any]) -> list[str]:
+    """Short, unique names for the progress display: each job's run folder relative to the
+    folder the plan's runs share, without its config hash (``radac/seed0``; a seed stack,
+    a tuple of jobs: ``radac/seeds 0,1,2``); a job without ``run_dir``: its index."""
+    dirs = [_run_dirs(job) for job in jobs]
+    found = [d for members in dirs for d in members]
+    root = os.path.commonpath([d.parent.parent for d in found]) if found else ""
+    labels = []
+    for i, members in enumerate(dirs):
+        if not members:
+            labels.append(f"job {i}")
+            continue
+        names = [_HASH.sub("", d.name) for d in members]
+        seeds = [m.group(1) for m in map(_SEED.fullmatch, names) if m]
+        name = names[0] if len(names) == 1 else "+".join(names)
+        if len(names) > 1 and len(seeds) == len(names):
+            name = "seeds " + ",".join(seeds)
+        labels.append(os.path.relpath(members[0].parent / name, root))
+    counts = Counter(labels)
+    return [f"{label} #{i}" if counts[label] > 1 else label for i, label in enumerate(labels)]
+
+
+_HASH = re.compile(r"-[0-9a-f]{8}$")  # a run folder's config hash (pipeline/runs.py)
+_SEED = re.compile(r"seed(\d+)")
+
+
+def _run_dirs(job: Any) -> list[Any]:
+    members = job if isinstance(job, tuple) else (job,)
+    dirs = [getattr(member, "run_dir", None) for member in members]
+    return dirs if all(isinstance(d, os.PathLike) for d in dirs) else []
+
+
+def _job_steps(job: Any) -> int | None:
+    """The training updates a job (or a seed stack, trained together) runs, when it says."""
+    steps = getattr(job[0] if isinstance(job, tuple) and job else job, "steps", None)
+    return steps if isinstance(steps, int) else None
 
 
 def run_jobs(
@@ -53,21 +126,30 @@ def run_jobs(
     Every job is attempted even when one fails; the failures are raised together at the
     end (each job writes its own traceback into its run folder).
     """
-    if executor == "local":
-        outcomes = _local_outcomes(fn, jobs, workers)
-    elif executor == "ray":
-        outcomes = _ray_outcomes(_import_ray(), fn, jobs, workers, ray_address)
-    else:
+    if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
+    ray = _import_ray() if executor == "ray" else None
+    show = progress.on_terminal()
+    labels = job_labels(jobs)
+    # Ray's tasks report no progress: its bar counts runs
+    expected = [_job_steps(job) if executor == "local" else None for job in jobs]
+    bar = progress.PlanBar(desc, labels, expected, show)
+    if executor == "local":
+        outcomes = _local_outcomes(fn, jobs, workers, labels, bar if show else None)
+    else:
+        outcomes = _ray_outcomes(ray, fn, jobs, workers, ray_address)
     results: list[Any] = [None] * len(jobs)
     errors: list[tuple[Any, BaseException]] = []
-    with tqdm(total=len(jobs), desc=desc, unit="run") as bar:
+    try:
         for i, result in outcomes:
             try:
                 results[i] = result()
             except Exception as exc:  # noqa: BLE001 - collected and re-raised below
                 errors.append((jobs[i], exc))
-            bar.update(1)
+            bar.finished(i)
+    finally:
+        outcomes.close()  # interrupted: stops the workers now (_local_outcomes)
+        bar.close()
     if errors:
         _raise_failures(errors, len(jobs))
     return results
@@ -84,17 +166,104 @@ def _raise_failures(errors: list[tuple[Any, BaseException]], n_jobs: int) -> Non
     raise RuntimeError(f"{len(errors)} of {n_jobs} jobs failed:\n{lines}")
 
 
-def _local_outcomes(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int | None) -> Outcomes:
+def _local_outcomes(
+    fn: Callable[[Any], Any],
+    jobs: Sequence[Any],
+    workers: int | None,
+    labels: Sequence[str],
+    reporter: progress.Reporter | None,
+) -> Outcomes:
+    """Inline when one worker, else a spawned pool whose workers report to ``reporter``
+    through a queue (when given). An exception here or in the caller (Ctrl-C, which the
+    workers ignore) terminates the workers and cancels the jobs not started: nothing waits
+    for the running ones."""
     workers = min(workers or default_workers(), max(1, len(jobs)))
     if workers == 1:
         for i, job in enumerate(jobs):
-            yield i, partial(fn, job)
+            yield i, partial(_run_job, fn, labels[i], job, reporter)
         return
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-        futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
+    channel = ctx.Queue() if reporter is not None else None
+    listener = _Listener(channel, reporter) if channel is not None else None
+    pool = ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(), channel)
+    )
+    try:
+        with _workers_ignore_sigint():  # the pool starts its workers in submit()
+            futures = {pool.submit(_run_job, fn, labels[i], job): i for i, job in enumerate(jobs)}
         for future in as_completed(futures):
             yield futures[future], future.result
+    except BaseException:  # KeyboardInterrupt, or the caller closing us on its own exception
+        _stop_workers(pool)
+        raise
+    else:
+        pool.shutdown()
+    finally:
+        if listener is not None:
+            listener.stop()
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Processes started in the block inherit SIGINT ignored from their first instruction.
+
+    A worker that sets it itself would still take a Ctrl-C while it starts (imports) and
+    print a traceback. This (main) thread holds SIGINT blocked meanwhile, so a Ctrl-C in
+    the block is delivered to it when the block ends, not lost. Elsewhere than the main
+    thread it does nothing (the workers ignore SIGINT once initialised).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if handler is None else handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the jobs not started and end the workers now (SIGTERM, then SIGKILL)."""
+    processes = list((pool._processes or {}).values())  # no public API before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            process.join(timeout=2)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=2)
+
+
+class _Listener(threading.Thread):
+    """Hands the workers' progress messages from ``channel`` to ``reporter``."""
+
+    def __init__(self, channel: Any, reporter: progress.Reporter):
+        super().__init__(name="progress-listener", daemon=True)
+        self._channel, self._reporter = channel, reporter
+        self._stopping = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while True:
+            try:
+                message = self._channel.get(timeout=0.2)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return  # drained
+                continue
+            except (EOFError, OSError):
+                return
+            with contextlib.suppress(Exception):  # a display problem never stops a run
+                self._reporter(message)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=2)
 
 
 def _import_ray() -> Any:

@@ -1,4 +1,5 @@
-"""What every suite's runs share: suite files, profile overrides, and the run-once contract.
+"""What every suite's runs share: typed suite files and profiles, the job, its config record,
+its run folder (algorithm -> overrides -> config hash -> seed), and the run-once contract.
 
 A run folder is finished when it holds a ``done`` file (written last, after the run's
 ``metrics.json``); a finished run is read back, never redone, and a failed one leaves its
@@ -10,35 +11,97 @@ from __future__ import annotations
 import dataclasses
 import json
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self, TypeVar
 
-from ramac.agents.base import make_config
-from ramac.config import PAPER_STEPS, read_yaml
+from eval.settings import names, typed, whole
+from pipeline.executors import run_jobs
+from ramac.agents import AGENTS, make_config  # the package: every algorithm registered
+from ramac.config import PAPER_STEPS, ROOT, config_hash, read_yaml
+from ramac.data.dataset import OfflineDataset
 from ramac.errors import UserError
 from ramac.io import atomic_write_text
-from ramac.train import train_seeds
+from ramac.records import package_versions, write_yaml
+from ramac.train import TrainSettings, hyperparameter_key, train, train_seeds
 
 DONE = "done"
 METRICS = "metrics.json"
+CONFIG = "config.yaml"
 
 
-def load_suite(path: Path, keys: set[str]) -> dict[str, Any]:
-    """A suite YAML, with keys outside ``keys`` rejected (a typo is an error, not a default)."""
-    suite = read_yaml(path)
-    unknown = sorted(set(suite) - keys)
+# ----------------------------------------------------------------------------- suite files
+
+
+def algorithms(where: str, key: str, value: Any) -> list[str]:
+    """``value`` when it is a non-empty list of registered algorithm names."""
+    unknown = [name for name in names(where, key, value) if name not in AGENTS]
     if unknown:
-        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    return suite
+        known = ", ".join(sorted(AGENTS))
+        raise UserError(f"{where}: {key}: unknown algorithm(s) {', '.join(unknown)} ({known})")
+    return value
 
 
-def profile_budget(suite: dict[str, Any], profile: str, path: Path) -> dict[str, Any]:
-    """The budget block of ``profile`` in a suite."""
-    budget = (suite.get("profiles") or {}).get(profile)
-    if budget is None:
-        raise UserError(f"{path}: no profile '{profile}'")
-    return budget
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Profile:
+    """A budget of a suite file's ``profiles:``. Profiles scale budgets, never algorithms."""
+
+    steps: int  # training updates per run
+    seeds: int  # training seeds per (dataset,) algorithm
+    # config values for every algorithm whose config has the key (smaller nets for smoke)
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def validated(self, where: str) -> Self:
+        whole(where, "steps", self.steps)
+        whole(where, "seeds", self.seeds)
+        overrides = self.overrides or {}
+        if not isinstance(overrides, dict):
+            raise UserError(f"{where}: overrides must map config keys to values")
+        known = {f.name for entry in AGENTS.values() for f in dataclasses.fields(entry.config_cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise UserError(f"{where}: overrides: {', '.join(unknown)} is no algorithm's setting")
+        return dataclasses.replace(self, overrides=overrides)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SuiteFile:
+    """What every suite file states; each suite's class adds its data, evaluation and profile
+    types (``profile_type``, ``eval_type``)."""
+
+    algos: list[str]  # the algorithms, in the tables' column order
+    data_seed: int
+    eval: Any
+    profiles: dict[str, Any]
+
+    profile_type: ClassVar[type[Profile]] = Profile
+    eval_type: ClassVar[type]
+
+    @classmethod
+    def read(cls, path: Path) -> Self:
+        """The suite file at ``path``, every value checked (one line naming file and key)."""
+        return typed(cls, read_yaml(path), str(path))
+
+    def validated(self, where: str) -> Self:
+        algorithms(where, "algos", self.algos)
+        whole(where, "data_seed", self.data_seed, minimum=0)
+        if not isinstance(self.profiles, dict) or not self.profiles:
+            raise UserError(f"{where}: profiles must map profile names to budgets")
+        return dataclasses.replace(
+            self,
+            eval=typed(self.eval_type, self.eval, f"{where} [eval]"),
+            profiles={
+                name: typed(self.profile_type, budget, f"{where} [profiles.{name}]")
+                for name, budget in self.profiles.items()
+            },
+        )
+
+    def profile(self, name: str, path: Path) -> Any:
+        """The budget of profile ``name``."""
+        if name not in self.profiles:
+            known = ", ".join(self.profiles)
+            raise UserError(f"{path}: no profile '{name}' (known: {known})")
+        return self.profiles[name]
 
 
 def profile_overrides(algo: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -46,21 +109,204 @@ def profile_overrides(algo: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
     An unknown algorithm name fails here, before any work starts.
     """
-    names = {f.name for f in dataclasses.fields(make_config(algo))}
-    return {k: v for k, v in overrides.items() if k in names}
+    fields = {f.name for f in dataclasses.fields(make_config(algo))}
+    return {k: v for k, v in overrides.items() if k in fields}
 
 
-def schedule_scale(suite: dict[str, Any], steps: int) -> float:
+def schedule_scale(suite: SuiteFile | Mapping[str, Any], steps: int) -> float:
     """A run's budget over the paper profile's (or the paper's 2M updates when the suite has
-    no ``paper`` profile): the factor its schedule lengths are scaled by."""
-    paper = (suite.get("profiles") or {}).get("paper") or {}
-    return steps / paper.get("steps", PAPER_STEPS)
+    no ``paper`` profile): the factor its schedule lengths are scaled by. ``suite`` may be a
+    suite file's raw mapping too."""
+    if isinstance(suite, Mapping):
+        paper_steps = ((suite.get("profiles") or {}).get("paper") or {}).get("steps")
+    else:
+        paper_steps = getattr(suite.profiles.get("paper"), "steps", None)
+    return steps / (paper_steps or PAPER_STEPS)
 
 
 def check_positive(name: str, value: int) -> int:
+    """A command-line count (``--seeds``, ``--steps``): 0 or less is an error, not a default."""
     if value < 1:
         raise UserError(f"--{name} must be at least 1, got {value}")
     return value
+
+
+def default_out(suite: str, name: str) -> Path:
+    """``results/<suite>/<name>``: each suite and profile keeps its own records."""
+    return ROOT / "results" / suite / name
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Job:
+    """One (algorithm, seed) run with everything a worker process needs to run it.
+
+    Each suite's job adds its data and evaluation settings and says how it trains
+    (``settings``), which data it trains on (``dataset``) and what its ``config.yaml``
+    records beyond what every run records (``record``).
+    """
+
+    algo: str
+    seed: int
+    steps: int
+    overrides: dict[str, Any]  # the profile's overrides this algorithm's config has
+    run_dir: Path
+    profile: str
+    eval_settings: Any  # the suite's evaluation settings (eval.suite_run, eval.bandit)
+    schedule_scale: float = 1.0  # steps / the paper profile's steps (ramac.config)
+
+    suite: ClassVar[str]
+
+    @property
+    def settings(self) -> TrainSettings:
+        raise NotImplementedError
+
+    @property
+    def eval(self) -> dict[str, Any]:
+        """The evaluation settings as recorded (``config.yaml``) and hashed."""
+        return self.eval_settings.record()
+
+    def dataset(self) -> OfflineDataset:
+        raise NotImplementedError
+
+    def record(self, dataset: OfflineDataset) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanBudget:
+    """What every run of a plan shares: its profile (with the command line's steps and seeds
+    in place of the profile's) and the factor its schedules are scaled by."""
+
+    name: str  # the profile's name
+    profile: Any  # its typed settings (a Profile)
+    steps: int
+    seeds: int
+    schedule_scale: float
+    where: str  # the suite file and profile, for errors in the profile's overrides
+
+
+def plan_budget(
+    suite: SuiteFile, name: str, path: Path, steps: int | None, seeds: int | None
+) -> PlanBudget:
+    """Profile ``name`` of the suite file at ``path``; ``steps`` / ``seeds`` (the command
+    line's, when given) replace its own and must be at least 1."""
+    profile = suite.profile(name, path)
+    steps = profile.steps if steps is None else check_positive("steps", steps)
+    seeds = profile.seeds if seeds is None else check_positive("seeds", seeds)
+    scale = schedule_scale(suite, steps)
+    return PlanBudget(name, profile, steps, seeds, scale, f"{path} [profiles.{name}]")
+
+
+J = TypeVar("J", bound=Job)
+
+
+def seed_runs(
+    job_type: type[J],
+    algos: Sequence[str],
+    budget: PlanBudget,
+    eval_settings: Any,
+    *,
+    dataset_key: str,
+    folder: Path,
+    keyed_by: dict[str, Any],
+    **fields: Any,
+) -> list[J]:
+    """A ``job_type`` job (with ``fields``) for every algorithm x seed of ``budget``.
+
+    Its folder is ``folder/<algo>/seed<k>-<hash>``: the hash of the algorithm's resolved
+    config (its defaults, then ``dataset_key``'s overrides in its YAML, then the profile's
+    overrides it has, schedules scaled to the budget), the steps and ``keyed_by`` (what else
+    trains the run), so a changed setting gets a folder of its own. Every resolved config
+    is checked here, before any job starts.
+    """
+    jobs = []
+    for algo in algos:
+        own = profile_overrides(algo, budget.profile.overrides)
+        scale = budget.schedule_scale
+        config = make_config(algo, dataset_key, own, scale, overrides_from=budget.where)
+        key = config_hash({"algo": dataclasses.asdict(config), "steps": budget.steps} | keyed_by)
+        jobs += [
+            job_type(
+                algo=algo,
+                seed=seed,
+                steps=budget.steps,
+                overrides=own,
+                run_dir=folder / algo / f"seed{seed}-{key}",
+                profile=budget.name,
+                eval_settings=eval_settings,
+                schedule_scale=scale,
+                **fields,
+            )
+            for seed in range(budget.seeds)
+        ]
+    return jobs
+
+
+def write_config(job: Job, dataset: OfflineDataset, stack: list[int]) -> None:
+    """``config.yaml``, written when the run starts and kept (a resumed run finds it there).
+
+    ``trained_with_seeds`` records the seed stack the run was trained in: its update noise
+    is drawn with those seeds' (``ramac.seed_parallel``), so a rerun repeats it exactly.
+    """
+    if (job.run_dir / CONFIG).exists():
+        return
+    config = make_config(  # as train() does
+        job.algo, hyperparameter_key(dataset), job.overrides, job.schedule_scale
+    )
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    write_yaml(
+        job.run_dir / CONFIG,
+        {
+            "suite": job.suite,
+            "algo": job.algo,
+            "seed": job.seed,
+            "trained_with_seeds": stack,
+            "profile": job.profile,
+            "steps": job.steps,
+            # schedule lengths in algo_config are the paper's x this (ramac.config)
+            "schedule_scale": job.schedule_scale,
+            "algo_config": dataclasses.asdict(config),
+            "eval": job.eval,
+            **job.record(dataset),
+            "versions": package_versions(),
+        },
+    )
+
+
+def train_run(job: Job, dataset: OfflineDataset) -> Any:
+    """Record the run's config, then train (resuming from its checkpoint when there is one);
+    returns the trained agent."""
+    write_config(job, dataset, stack=[job.seed])
+    return train(job.algo, dataset, job.run_dir, job.settings, job.overrides)
+
+
+def train_stack(jobs: tuple[Job, ...]) -> dict[str, Any]:
+    """Train runs that differ only in seed as one seed stack (``ramac.seed_parallel``),
+    each run's ``config.yaml`` first recording the stack's seeds."""
+    dataset = jobs[0].dataset()
+    seeds = [job.seed for job in jobs]
+    for job in jobs:
+        write_config(job, dataset, seeds)
+    dirs = [job.run_dir for job in jobs]
+    train_seeds(jobs[0].algo, dataset, dirs, [job.settings for job in jobs], jobs[0].overrides)
+    return {"runs": [str(d) for d in dirs], "trained": True}
+
+
+def seed_stacks(jobs: Sequence[Job]) -> list[tuple[Job, ...]]:
+    """Unfinished runs that differ only in their seed, grouped for one seed-stacked process.
+
+    Runs live in ``<...>/<algo>/seed<k>-<config hash>``: the same folder and hash means the
+    same algorithm, data and budget. Groups of one are left to the ordinary jobs.
+    """
+    groups: dict[tuple[Path, str], list[Job]] = {}
+    for job in jobs:
+        if not (job.run_dir / DONE).exists():
+            key = (job.run_dir.parent, job.run_dir.name.split("-", 1)[-1])
+            groups.setdefault(key, []).append(job)
+    return [tuple(group) for group in groups.values() if len(group) > 1]
 
 
 def run_once(run_dir: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -82,31 +328,20 @@ def run_once(run_dir: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any
     return row
 
 
-def seed_stacks(jobs: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Unfinished runs that differ only in their seed, grouped for one seed-stacked process.
-
-    Runs live in ``<...>/<algo>/seed<k>-<config hash>``: the same folder and hash means the
-    same algorithm, data and budget. Groups of one are left to the ordinary jobs.
-    """
-    groups: dict[tuple[Path, str], list[Any]] = {}
-    for job in jobs:
-        if not (job.run_dir / DONE).exists():
-            key = (job.run_dir.parent, job.run_dir.name.split("-", 1)[-1])
-            groups.setdefault(key, []).append(job)
-    return [tuple(group) for group in groups.values() if len(group) > 1]
-
-
-def train_stack(
-    jobs: Sequence[Any],
-    dataset: Any,
-    write_config: Callable[[Any, Any, list[int]], None],
-    settings: Callable[[Any], Any],
-) -> dict[str, Any]:
-    """Train runs that differ only in seed as one seed stack (``ramac.seed_parallel``),
-    each run's ``config.yaml`` first recording the stack's seeds."""
-    seeds = [job.seed for job in jobs]
-    for job in jobs:
-        write_config(job, dataset, seeds)
-    dirs = [job.run_dir for job in jobs]
-    train_seeds(jobs[0].algo, dataset, dirs, [settings(j) for j in jobs], jobs[0].overrides)
-    return {"runs": [str(d) for d in dirs], "trained": True}
+def execute(
+    run_job: Callable[[Any], Any],
+    jobs: Sequence[Job],
+    desc: str,
+    workers: int | None,
+    executor: str,
+    ray_address: str | None,
+    stacks: bool,
+) -> list[Any]:
+    """``run_job`` of every job, in job order (finished runs are read back); with ``stacks``,
+    the unfinished seeds of each run first train together, one process per seed stack
+    (``ramac.seed_parallel``; evaluation stays per run)."""
+    grouped = seed_stacks(jobs) if stacks else []
+    where = {"workers": workers, "executor": executor, "ray_address": ray_address}
+    if grouped:
+        run_jobs(train_stack, grouped, desc=f"{desc} seed stacks", **where)
+    return run_jobs(run_job, jobs, desc=f"{desc} runs", **where)

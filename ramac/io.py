@@ -2,7 +2,7 @@
 
 Every record and report is written to a temporary name in the destination's folder and
 then renamed over the destination with ``os.replace`` (atomic on POSIX and Windows when
-both names are on one file system), as DESIGN.md "Records" asks.
+both names are on one file system), as the README's "Records" paragraph promises.
 """
 
 from __future__ import annotations

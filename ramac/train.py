@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from ramac import progress
 from ramac.agents.base import make_agent
 from ramac.data.dataset import Batch, BatchSampler, OfflineDataset
 from ramac.io import atomic_write_bytes, atomic_write_text
@@ -278,11 +279,13 @@ def _loop(
         disable=not settings.progress,
         mininterval=2.0,
     )
+    tick = progress.tracker(desc, settings.steps, initial=step)  # to the pipeline's display
     boards = [_tensorboard(r.run_dir) if step < settings.steps else None for r in runs]
     while step < settings.steps:
         rows = update([run.sampler.sample() for run in runs])
         step += 1
         bar.update(1)
+        tick(step)
         if step % settings.log_every == 0 or step == settings.steps:
             wall = time.perf_counter() - start_wall
             for run, metrics, board in zip(runs, rows, boards, strict=True):
@@ -295,6 +298,7 @@ def _loop(
         if stop_after is not None and step >= stop_after:
             break
     bar.close()
+    tick.close(step)
     for board in boards:
         if board is not None:
             board.close()

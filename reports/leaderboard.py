@@ -5,8 +5,11 @@ dataset x metric (Mean, CVaR), one column per algorithm, the best value of a row
 the runner-up marked. Bold rule: the best point estimate of the row (highest, or lowest for a
 lower-is-better metric such as an OOD rate), compared at the precision shown; every
 algorithm tied with it is bold too, and the runner-up is the next distinct value. Intervals
-are drawn but do not enter the rule. The CSV is the canonical output; the other formats are
-derived from the same ``Table``, so no two formats can disagree.
+are drawn but do not enter the rule. No interval is drawn from fewer than
+``MIN_SEEDS_FOR_INTERVAL`` seeds: such a cell shows its per-seed values instead. The CSV is
+the canonical output; the other formats are derived from the same ``Table``, so no two
+formats can disagree. Each format has its own caption (``caption_for(..., fmt=...)``),
+naming the marking that format uses.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import html
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +27,13 @@ import pandas as pd
 from eval.bootstrap import bootstrap_ci, standard_error
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv, atomic_write_text
+from reports.budget import NOT_PAPER, budget_of
+from reports.html import TABLE_CSS, html_caption
 
 CSV_COLUMNS = ["dataset", "metric", "algo", "value", "low", "high", "is_best", "is_runner_up"]
+SEED_COLUMNS = ["n_seeds", "seed_values"]  # added when the records give per-seed values
+MIN_SEEDS_FOR_INTERVAL = 3  # fewer seeds: the per-seed values, never an interval
+FORMATS = ("csv", "latex", "markdown", "html")
 METRIC_LABELS = {
     "mean": "Mean",
     "cvar": "CVaR",
@@ -47,9 +55,11 @@ DASH = "–"
 class Table:
     """A leaderboard: tidy ``cells`` plus the display order and format.
 
-    ``cells`` has the CSV_COLUMNS; ``rows`` lists (dataset, metric) in display order.
-    ``interval`` is "ci" (cells show "[low, high]") or "pm" (cells show "± (high - value)",
-    for symmetric intervals such as a standard error).
+    ``cells`` has the CSV_COLUMNS (and the SEED_COLUMNS when the records gave per-seed
+    values: ``seed_values`` is a tuple, and a cell from fewer than ``min_seeds`` seeds has
+    no low / high); ``rows`` lists (dataset, metric) in display order. ``interval`` is "ci"
+    (cells show "[low, high]") or "pm" (cells show "± (high - value)", for symmetric
+    intervals such as a standard error).
     """
 
     cells: pd.DataFrame
@@ -59,6 +69,7 @@ class Table:
     metric_labels: dict[str, str] = field(default_factory=dict)
     decimals: int = 2
     interval: str = "ci"
+    min_seeds: int = MIN_SEEDS_FOR_INTERVAL
 
     def cell(self, dataset: str, metric: str, algo: str) -> pd.Series:
         """The cells row for one (dataset, metric, algo)."""
@@ -125,18 +136,46 @@ def _value(row: pd.Series | None, column: str) -> float:
     return float(row[column]) if row is not None and column in row else math.nan
 
 
+def _seed_values(row: pd.Series | None, metric: str) -> tuple[float, ...] | None:
+    """The per-seed values of a cell (``<metric>_seeds``: a sequence), when recorded."""
+    if row is None or f"{metric}_seeds" not in row:
+        return None
+    values = row[f"{metric}_seeds"]
+    if values is None or (isinstance(values, float) and math.isnan(values)):
+        return None
+    return tuple(float(v) for v in values)
+
+
+def _n_seeds(row: pd.Series | None, values: tuple[float, ...] | None) -> float:
+    if values is not None:
+        return float(len(values))
+    return _value(row, "n_seeds")
+
+
 def _row_cells(
-    frame: pd.DataFrame, dataset: str, metric: str, algos: list[str], higher: bool, decimals: int
+    frame: pd.DataFrame,
+    dataset: str,
+    metric: str,
+    algos: list[str],
+    higher: bool,
+    decimals: int,
+    min_seeds: int,
 ) -> list[dict]:
-    """The cells of one (dataset, metric) row, with the best / runner-up flags set."""
+    """The cells of one (dataset, metric) row, with the best / runner-up flags set; a cell
+    from fewer than ``min_seeds`` seeds keeps its per-seed values and drops its interval."""
     lookup = frame[frame["dataset"] == dataset].set_index("algo")
     cells = []
     for algo in algos:
         row = lookup.loc[algo] if algo in lookup.index else None
+        values = _seed_values(row, metric)
+        n_seeds = _n_seeds(row, values)
+        low, high = _value(row, f"{metric}_low"), _value(row, f"{metric}_high")
+        if math.isfinite(n_seeds) and n_seeds < min_seeds:
+            low = high = math.nan
         cells.append(
             {"dataset": dataset, "metric": metric, "algo": algo}
-            | {"value": _value(row, metric)}
-            | {"low": _value(row, f"{metric}_low"), "high": _value(row, f"{metric}_high")}
+            | {"value": _value(row, metric), "low": low, "high": high}
+            | {"n_seeds": n_seeds, "seed_values": values}
         )
     best, runner = mark_best([c["value"] for c in cells], higher, decimals)
     for c, b, r in zip(cells, best, runner, strict=True):
@@ -154,13 +193,16 @@ def leaderboard(
     metric_labels: Mapping[str, str] | None = None,
     decimals: int = 2,
     interval: str = "ci",
+    min_seeds: int = MIN_SEEDS_FOR_INTERVAL,
 ) -> Table:
     """The paper-layout table from ``eval.metrics.aggregate`` output (one suite).
 
     ``rows`` gives the datasets in order (a {dataset: label} mapping also relabels them);
-    each metric m reads columns m, m_low, m_high. ``higher_is_better`` defaults to True per
-    metric. Algorithms not in ``algo_order`` and datasets not in ``rows`` are left out;
-    missing (dataset, algo) records show as a dash and are never marked.
+    each metric m reads columns m, m_low, m_high, and m_seeds (its per-seed values) or
+    n_seeds when present: a cell from fewer than ``min_seeds`` seeds shows its per-seed
+    values instead of an interval. ``higher_is_better`` defaults to True per metric.
+    Algorithms not in ``algo_order`` and datasets not in ``rows`` are left out; missing
+    (dataset, algo) records show as a dash and are never marked.
     """
     if interval not in ("ci", "pm"):
         raise ValueError(f"interval must be 'ci' or 'pm', got '{interval}'")
@@ -177,16 +219,20 @@ def leaderboard(
         cell
         for d in datasets
         for m in metrics
-        for cell in _row_cells(aggregated, d, m, algos, higher[m], decimals)
+        for cell in _row_cells(aggregated, d, m, algos, higher[m], decimals, min_seeds)
     ]
+    frame = pd.DataFrame(cells, columns=CSV_COLUMNS + SEED_COLUMNS)
+    if frame["n_seeds"].isna().all():  # the records said nothing about seeds
+        frame = frame[CSV_COLUMNS]
     return Table(
-        cells=pd.DataFrame(cells, columns=CSV_COLUMNS),
+        cells=frame,
         rows=[(d, m) for d in datasets for m in metrics],
         algos=algos,
         dataset_labels=labels,
         metric_labels=dict(metric_labels or {}),
         decimals=decimals,
         interval=interval,
+        min_seeds=min_seeds,
     )
 
 
@@ -201,11 +247,13 @@ def ood_table(
     reps: int = 2000,
     seed: int = 0,
     decimals: int = 2,
+    min_seeds: int = MIN_SEEDS_FOR_INTERVAL,
 ) -> Table:
     """OOD-rate table (docs/reference-code.md, "The paper"): rows = datasets, columns = algorithms,
     cells = mean over seeds of the per-seed rate (in % when ``percent``) with ± s.e. across
-    seeds (``interval="se"``) or a 95% stratified bootstrap CI (``"ci"``). Lower is better,
-    so the lowest rate is bold."""
+    seeds (``interval="se"``) or a 95% percentile bootstrap CI across seeds (``"ci"``;
+    ``eval.bootstrap``, scipy.stats.bootstrap); from fewer than ``min_seeds`` seeds, the
+    per-seed rates instead. Lower is better, so the lowest rate is bold."""
     if interval not in ("se", "ci"):
         raise ValueError(f"interval must be 'se' or 'ci', got '{interval}'")
     if column not in seed_summary:
@@ -221,7 +269,7 @@ def ood_table(
             se = standard_error(values)
             low, high = point - se, point + se
         agg.append({"dataset": dataset, "algo": algo, "ood_rate": point, "ood_rate_low": low})
-        agg[-1]["ood_rate_high"] = high
+        agg[-1] |= {"ood_rate_high": high, "ood_rate_seeds": tuple(values)}
     return leaderboard(
         pd.DataFrame(agg),
         rows=rows,
@@ -231,10 +279,54 @@ def ood_table(
         metric_labels={"ood_rate": "OOD rate (%)" if percent else "OOD rate"},
         decimals=decimals,
         interval="pm" if interval == "se" else "ci",
+        min_seeds=min_seeds,
     )
 
 
 # --------------------------------------------------------------------------- captions
+
+
+def check_format(fmt: str) -> str:
+    """``fmt`` when it is one of FORMATS (a caption is written for one format)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {list(FORMATS)}, got '{fmt}'")
+    return fmt
+
+
+def marks_sentence(fmt: str, best: str = "best point estimate of the row") -> str:
+    """How ``fmt`` marks the best and the runner-up of a row, in that format's own terms."""
+    ties = "ties at the shown precision all"
+    if check_format(fmt) == "csv":
+        return (
+            f"is_best: the {best} ({ties} marked); is_runner_up: the next distinct value "
+            f"(the other formats show them bold and {RUNNER_UP_WORDS['latex']} / "
+            f"{RUNNER_UP_WORDS['markdown']} / {RUNNER_UP_WORDS['html']})."
+        )
+    runner = RUNNER_UP_WORDS[fmt][0].upper() + RUNNER_UP_WORDS[fmt][1:]
+    return f"Bold: {best} ({ties} bold). {runner}: runner-up."
+
+
+def interval_sentence(fmt: str, interval: str, n_seeds: int | None, pm: bool = False) -> str:
+    """What a cell's interval means in ``fmt``, and the rule for cells from fewer than
+    MIN_SEEDS_FOR_INTERVAL seeds (stated when the table has such cells: ``n_seeds``, the
+    fewest seeds of any cell, is below it)."""
+    where = {
+        "csv": "Columns low / high (the value minus / plus it)" if pm else "Columns low / high",
+        "latex": "± " if pm else "Brackets",
+        "markdown": "± " if pm else "Brackets",
+        "html": "± " if pm else "Brackets",
+    }[check_format(fmt)].strip()
+    few = n_seeds is not None and n_seeds < MIN_SEEDS_FOR_INTERVAL
+    if not few:
+        return f"{where}: {interval}."
+    if fmt == "csv":
+        instead = "those rows leave low / high empty and list the per-seed values in seed_values"
+    else:
+        instead = 'those cells give the per-seed values in parentheses, e.g. "(seeds: a, b)"'
+    return (
+        f"{where}: {interval}, only where a cell has {MIN_SEEDS_FOR_INTERVAL} or more seeds; "
+        f"no interval is drawn from fewer seeds: {instead}."
+    )
 
 
 def caption_for(
@@ -242,40 +334,33 @@ def caption_for(
     episodes_per_seed: int,
     alpha: float,
     rule: str,
-    interval: str = "95% stratified bootstrap CI across seeds",
+    interval: str = (
+        "95% stratified bootstrap CI across seeds (percentile method, scipy.stats.bootstrap; "
+        "each dataset's seeds resampled on their own)"
+    ),
     checkpoint: str = "final",
     fmt: str = "latex",
 ) -> str:
     """The sentence every score table carries: seeds, episodes per seed, alpha, the CVaR
-    estimator, what the interval means, the checkpoint rule and the bold rule (plain text;
-    ``to_latex`` escapes it). ``fmt`` names how the runner-up is marked in that format."""
+    estimator, what the interval means (and that fewer than 3 seeds give none), the
+    checkpoint rule and the bold rule, in ``fmt``'s own marking (plain text; ``to_latex``
+    escapes it)."""
     if rule not in RULE_TEXT:
         raise ValueError(f"rule must be one of {list(RULE_TEXT)}, got '{rule}'")
     return (
         f"Mean return and CVaR at alpha = {alpha:g} over {n_seeds} seeds x "
         f"{episodes_per_seed} evaluation episodes per seed ({checkpoint} checkpoint). "
         f"CVaR is {RULE_TEXT[rule]}, computed per seed and then averaged over seeds. "
-        f"Brackets: {interval}. Bold: best point estimate of the row (ties at the shown "
-        f"precision all bold); {RUNNER_UP_WORDS.get(fmt, 'marked')}: runner-up."
+        f"{interval_sentence(fmt, interval, n_seeds)} {marks_sentence(fmt)}"
     )
 
 
-def budget_sentence(summary: pd.DataFrame) -> str:
-    """What budget produced a table: updates per run against the paper profile's, and that
-    schedules (warm-ups, EMA start, lr decay) were scaled with it. Reads the per-run records'
-    ``train_steps`` and ``schedule_scale`` (older records without the scale say less)."""
-    steps = int(summary["train_steps"].max())
-    if "schedule_scale" not in summary or summary["schedule_scale"].isna().all():
-        return f"Budget: {steps:,} updates per run."
-    scale = float(summary["schedule_scale"].max())
-    paper = round(steps / scale)
-    if abs(scale - 1.0) < 1e-9:
-        return f"Budget: the paper's, {steps:,} updates per run."
-    return (
-        f"Budget: {steps:,} updates per run, {scale:.3g} x the paper's {paper:,}; NOT the "
-        f"paper's budget. Schedule lengths (eta warm-up and ramp, EMA start, lr decay) are "
-        f"stated against the paper's budget and scaled by the same factor."
-    )
+def budget_sentence(summary: pd.DataFrame, out: str | os.PathLike | None = None) -> str:
+    """What budget produced a table (``reports.budget``): the profile, updates per run,
+    seeds and evaluation draws per seed, against the paper profile's, saying NOT the
+    paper's budget (and that schedules were scaled with it) when they differ. Reads the
+    per-run records; ``out`` (the records folder) lets it find the runs' profile."""
+    return budget_of(summary, Path(out) if out is not None else None).sentence()
 
 
 def ood_caption_for(
@@ -286,9 +371,9 @@ def ood_caption_for(
     detector: str = "joint",
     neighbours: int | None = None,
 ) -> str:
-    """The sentence for an OOD-rate table: the detector, kappa, seeds, the ± and bold rules.
-    ``detector`` is the feature space the runs recorded (``eval.ood``: ``joint`` or
-    ``state_conditioned``, whose ``neighbours`` is its k)."""
+    """The sentence for an OOD-rate table: the detector, kappa, seeds, the ± and bold rules
+    in ``fmt``'s own marking. ``detector`` is the feature space the runs recorded
+    (``eval.ood``: ``joint`` or ``state_conditioned``, whose ``neighbours`` is its k)."""
     if detector == "state_conditioned":
         what = (
             f"the 1-NN state-conditioned detector, k = {neighbours}, kappa = {kappa:g} (an "
@@ -306,8 +391,8 @@ def ood_caption_for(
         what = f"the 1-NN detector(s) {detector}, kappa = {kappa:g}"
     return (
         f"Percentage of evaluation actions flagged out-of-distribution by {what}, mean over "
-        f"{n_seeds} seeds; ± / brackets: {interval}. Lower is better: bold is the lowest "
-        f"rate of the row; {RUNNER_UP_WORDS.get(fmt, 'marked')}: runner-up."
+        f"{n_seeds} seeds. {interval_sentence(fmt, interval, n_seeds, pm=True)} Lower is "
+        f"better. {marks_sentence(fmt, 'lowest rate of the row')}"
     )
 
 
@@ -330,17 +415,36 @@ def _fmt(x: float, decimals: int) -> str:
     return f"{x:.{decimals}f}" if math.isfinite(x) else DASH
 
 
-def _cell_text(cell: pd.Series, table: Table) -> tuple[str, str]:
-    """(value, interval) strings; the interval is "" when unknown."""
+def _seeds_text(cell: pd.Series, table: Table) -> str:
+    """ "(seeds: 0.99, 0.98)" for a cell from fewer than ``table.min_seeds`` seeds ("(1
+    seed)" for one, whose value is the cell's), "" for a cell that may carry an interval."""
+    n_seeds = float(cell["n_seeds"]) if "n_seeds" in cell else math.nan
+    if not (math.isfinite(n_seeds) and n_seeds < table.min_seeds):
+        return ""
+    values = cell["seed_values"] if "seed_values" in cell else None
+    if n_seeds == 1:
+        return "(1 seed)"
+    if not isinstance(values, tuple) or not values:
+        return f"({int(n_seeds)} seeds)"
+    return f"(seeds: {', '.join(_fmt(v, table.decimals) for v in values)})"
+
+
+def _cell_text(cell: pd.Series, table: Table) -> tuple[str, str, str]:
+    """(value, extra, kind): ``extra`` is the interval ("[low, high]" or "± x", kind
+    "interval" / "pm"), the per-seed values of a cell from too few seeds (kind "seeds"),
+    or "" when unknown."""
     value, low, high = float(cell["value"]), float(cell["low"]), float(cell["high"])
     if not math.isfinite(value):
-        return DASH, ""
+        return DASH, "", ""
     text = _fmt(value, table.decimals)
+    seeds = _seeds_text(cell, table)
+    if seeds:
+        return text, seeds, "seeds"
     if not (math.isfinite(low) and math.isfinite(high)):
-        return text, ""
+        return text, "", ""
     if table.interval == "pm":
-        return text, f"± {_fmt(high - value, table.decimals)}"
-    return text, f"[{_fmt(low, table.decimals)}, {_fmt(high, table.decimals)}]"
+        return text, f"± {_fmt(high - value, table.decimals)}", "pm"
+    return text, f"[{_fmt(low, table.decimals)}, {_fmt(high, table.decimals)}]", "interval"
 
 
 def _row_label(table: Table, i: int) -> list[str]:
@@ -380,29 +484,38 @@ def _latex_number(text: str) -> str:
 
 
 def _latex_cell(cell: pd.Series, table: Table) -> str:
-    value, interval = _cell_text(cell, table)
+    value, extra, kind = _cell_text(cell, table)
     value = _latex_number(value)
     if cell["is_best"]:
         value = rf"\textbf{{{value}}}"
     elif cell["is_runner_up"]:
         value = rf"\underline{{{value}}}"
-    if interval.startswith("±"):
-        interval = r"$\pm$ " + _latex_number(interval[2:])
-    elif interval:
-        interval = r"{\scriptsize " + _latex_number(interval) + "}"
-    return f"{value} {interval}".strip()
+    if kind == "pm":
+        extra = r"$\pm$ " + _latex_number(extra[2:])
+    elif kind == "seeds":
+        extra = r"{\scriptsize " + _latex_number(latex_escape(extra)) + "}"
+    elif extra:
+        extra = r"{\scriptsize " + _latex_number(extra) + "}"
+    return f"{value} {extra}".strip()
+
+
+def _latex_caption(caption: str) -> str:
+    """The escaped caption with the not-the-paper's-budget warning in bold."""
+    escaped = latex_escape(caption)
+    return escaped.replace(latex_escape(NOT_PAPER), rf"\textbf{{{latex_escape(NOT_PAPER)}}}")
 
 
 def to_latex(table: Table, caption: str, label: str, *, escape_caption: bool = True) -> str:
     """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``); best value
-    ``\\textbf``, runner-up ``\\underline``."""
+    ``\\textbf``, runner-up ``\\underline``; a cell from too few seeds for an interval
+    gives its per-seed values in small type."""
     head = _header(table)
     spec = "l" * len(head) + "c" * len(table.algos)
     lines = [
         "% requires \\usepackage{booktabs}",
         r"\begin{table}[t]",
         r"\centering",
-        rf"\caption{{{latex_escape(caption) if escape_caption else caption}}}",
+        rf"\caption{{{_latex_caption(caption) if escape_caption else caption}}}",
         rf"\label{{{label}}}",
         rf"\begin{{tabular}}{{{spec}}}",
         r"\toprule",
@@ -422,16 +535,17 @@ def _md_escape(text: str) -> str:
 
 
 def _md_cell(cell: pd.Series, table: Table) -> str:
-    value, interval = _cell_text(cell, table)
+    value, extra, _ = _cell_text(cell, table)
     if cell["is_best"]:
         value = f"**{value}**"
     elif cell["is_runner_up"]:
         value = f"_{value}_"
-    return f"{value} {interval}".strip()
+    return f"{value} {extra}".strip()
 
 
 def to_markdown(table: Table, note: str = "") -> str:
-    """A GitHub pipe table (best **bold**, runner-up _italic_), then ``note`` as a paragraph."""
+    """A GitHub pipe table (best **bold**, runner-up _italic_), then ``note`` as a paragraph
+    (its not-the-paper's-budget warning in bold)."""
     head = _header(table)
     lines = [
         "| " + " | ".join(_md_escape(h) for h in [*head, *table.algos]) + " |",
@@ -442,27 +556,33 @@ def to_markdown(table: Table, note: str = "") -> str:
         cells = [_md_cell(table.cell(dataset, metric, a), table) for a in table.algos]
         lines.append("| " + " | ".join([*labels, *cells]) + " |")
     text = "\n".join(lines) + "\n"
+    if f"**{NOT_PAPER}" not in note:
+        note = note.replace(NOT_PAPER, f"**{NOT_PAPER}**")
     return text + (f"\n{note}\n" if note else "")
 
 
 def _html_cell(cell: pd.Series, table: Table) -> str:
-    value, interval = _cell_text(cell, table)
+    value, extra, kind = _cell_text(cell, table)
     cls = "best" if cell["is_best"] else "runner-up" if cell["is_runner_up"] else ""
     attr = f' class="{cls}"' if cls else ""
-    span = f' <span class="interval">{html.escape(interval)}</span>' if interval else ""
+    span_class = "seeds" if kind == "seeds" else "interval"
+    span = f' <span class="{span_class}">{html.escape(extra)}</span>' if extra else ""
     return f'<td{attr}><span class="value">{html.escape(value)}</span>{span}</td>'
 
 
 def to_html(table: Table, caption: str = "") -> str:
     """An HTML ``<table class="leaderboard">`` fragment; best cells have class "best", the
-    runner-up "runner-up" (styled by ``reports.html``)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in [*_header(table), *table.algos])
+    runner-up "runner-up", an interval is a ``span.interval`` and the per-seed values of a
+    cell from too few seeds a ``span.seeds`` (styled by ``reports.html``)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in _header(table)) + "".join(
+        f'<th class="algo">{html.escape(a)}</th>' for a in table.algos
+    )
     body = []
     for i, (dataset, metric) in enumerate(table.rows):
         labels = "".join(f"<th>{html.escape(x)}</th>" for x in _row_label(table, i))
         cells = "".join(_html_cell(table.cell(dataset, metric, a), table) for a in table.algos)
         body.append(f"<tr>{labels}{cells}</tr>")
-    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    cap = f"<caption>{html_caption(caption)}</caption>" if caption else ""
     return (
         f'<table class="leaderboard">{cap}<thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
@@ -470,8 +590,22 @@ def to_html(table: Table, caption: str = "") -> str:
 
 
 def write_csv(table: Table, path: str | os.PathLike) -> Path:
-    """The canonical tidy CSV (CSV_COLUMNS, display order), written atomically."""
-    return atomic_to_csv(table.cells[CSV_COLUMNS], path)
+    """The canonical tidy CSV (CSV_COLUMNS, then SEED_COLUMNS when the records gave per-seed
+    values: ``seed_values`` joined by "; "), display order, written atomically."""
+    columns = CSV_COLUMNS + [c for c in SEED_COLUMNS if c in table.cells]
+    frame = table.cells[columns].copy()
+    if "n_seeds" in frame:
+        frame["n_seeds"] = frame["n_seeds"].astype("Int64")
+    if "seed_values" in frame:
+        frame["seed_values"] = frame["seed_values"].map(
+            lambda values: (
+                "; ".join(f"{v:.10g}" for v in values) if isinstance(values, tuple) else ""
+            )
+        )
+    return atomic_to_csv(frame, path)
+
+
+Caption = str | Callable[[str], str]
 
 
 def write_tables(
@@ -479,16 +613,30 @@ def write_tables(
     directory: str | os.PathLike,
     stem: str,
     *,
-    caption: str,
+    caption: Caption,
     label: str,
     note: str | None = None,
 ) -> dict[str, Path]:
     """Write ``stem``.csv/.tex/.md/.html into ``directory`` (each atomically); returns the
-    paths by format. ``note`` (default: the caption) goes under the Markdown table."""
+    paths by format.
+
+    ``caption`` is one string for every format, or a function of the format ("csv",
+    "latex", "markdown", "html") that writes each its own caption, naming that format's
+    marking; then the CSV's caption goes beside it, in ``stem``.caption.txt. ``note``
+    (default: the Markdown caption) goes under the Markdown table. The .html fragment
+    carries the table styles, so its marking shows when it is opened on its own.
+    """
+    text = caption if callable(caption) else (lambda fmt: caption)
     out = Path(directory)
-    return {
+    paths = {
         "csv": write_csv(table, out / f"{stem}.csv"),
-        "tex": atomic_write_text(out / f"{stem}.tex", to_latex(table, caption, label)),
-        "md": atomic_write_text(out / f"{stem}.md", to_markdown(table, note or caption)),
-        "html": atomic_write_text(out / f"{stem}.html", to_html(table, caption)),
+        "tex": atomic_write_text(out / f"{stem}.tex", to_latex(table, text("latex"), label)),
+        "md": atomic_write_text(out / f"{stem}.md", to_markdown(table, note or text("markdown"))),
+        "html": atomic_write_text(
+            out / f"{stem}.html",
+            f"<style>{TABLE_CSS}</style>\n{to_html(table, text('html'))}\n",
+        ),
     }
+    if callable(caption):
+        paths["caption"] = atomic_write_text(out / f"{stem}.caption.txt", text("csv") + "\n")
+    return paths

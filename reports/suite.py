@@ -6,8 +6,10 @@ Reads ``episodes.csv``, ``summary.csv`` and ``train_logs.csv`` (written by
                                  hazard rate, D4RL score for 1000-step episodes; intervals)
   leaderboard.{csv,tex,md,html}  paper Table 1 layout: dataset x {Mean, CVaR} rows
   ood.{csv,tex,md,html}          the OOD-rate table (kappa = 3, mean ± s.e. over seeds)
+  {leaderboard,ood}.caption.txt  the CSVs' captions (each format has its own)
   figures/{frontier,ood,learning_curves,returns}.{png,pdf}
-  report.html                    all of it on one self-contained page
+  report.html                    all of it on one self-contained page, under the budget
+Every caption states the budget (``reports.budget``); no interval from fewer than 3 seeds.
 Nothing here trains or rolls out a model, so ``make tables`` takes seconds.
 """
 
@@ -27,9 +29,10 @@ from ramac.agents.base import AGENTS, _load_all
 from ramac.envs.mujoco import FULL_HORIZON
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv
-from reports.html import write_report
+from reports.budget import Budget, budget_of
+from reports.html import Figure, budget_html, html_caption, table_block, write_report
 from reports.leaderboard import (
-    budget_sentence,
+    MIN_SEEDS_FOR_INTERVAL,
     caption_for,
     leaderboard,
     ood_caption_for,
@@ -103,19 +106,19 @@ def write_suite_reports(
     datasets = _order(episodes["dataset"], datasets)
     names = {a: AGENTS[a].display_name for a in algos}
     alpha, rule = eval_cfg["alpha"], eval_cfg["cvar_rule"]
+    per_seed = summarise_seeds(episodes, alpha, rule)
     agg = with_normalised_scores(
-        aggregate(
-            summarise_seeds(episodes, alpha, rule),
-            episodes,
-            alpha,
-            rule,
-            reps=eval_cfg["bootstrap_reps"],
-        ),
+        aggregate(per_seed, episodes, alpha, rule, reps=eval_cfg["bootstrap_reps"]),
         summary,
     )
     atomic_to_csv(agg, out / "aggregate.csv")
-    sections = _write_tables(out, agg, summary, eval_cfg, names, datasets)
-    labelled = [_with_labels(frame) for frame in (agg, summary, logs, episodes)]
+    budget = budget_of(summary, out)
+    sections = _write_tables(
+        out, with_seed_values(agg, per_seed, summary), summary, eval_cfg, names, datasets, budget
+    )
+    # The frontier's whiskers follow the tables: none from fewer than 3 seeds.
+    labelled = [_with_labels(frame) for frame in (without_thin_intervals(agg), summary, logs)]
+    labelled.append(_with_labels(episodes))
     common = {"datasets": [dataset_label(d) for d in datasets], "algos": algos, "labels": names}
     figures = _write_figures(out / "figures", *labelled, eval_cfg, common)
     if (out / "curves.csv").exists():  # runs that kept a snapshot at every checkpoint
@@ -127,9 +130,60 @@ def write_suite_reports(
             figures[f"Learning curves ({title} per checkpoint)"] = plot_learning_curves(
                 curves, stem, metric, **common
             )
-    sections += [(title, paths[0]) for title, paths in figures.items()]
+    for title, paths in figures.items():
+        what = FIGURE_CAPTIONS.get(paths[0].stem, "")
+        sections.append((title, Figure(paths[0], f"{what} {budget.short()}".strip())))
     sections.append(("Records", records_html(out, summary)))
-    return write_report(out / "report.html", "ramac: Stochastic-D4RL", sections)
+    return write_report(
+        out / "report.html", "ramac: Stochastic-D4RL", sections, lead=budget_html(budget)
+    )
+
+
+FIGURE_CAPTIONS = {
+    "frontier": "Mean return against CVaR per algorithm; whiskers: the tables' intervals "
+    "(none from fewer than 3 seeds).",
+    "ood": "Share of evaluation actions flagged out-of-distribution, mean over seeds.",
+    "learning_curves": "Training curves, mean over seeds; band: minimum to maximum across seeds.",
+    "returns": "Empirical distribution of episode returns, all seeds pooled; shaded: each "
+    "algorithm's tail up to its value-at-risk; diamond on the dashed alpha line: its pooled "
+    "CVaR.",
+}
+
+
+def with_seed_values(
+    agg: pd.DataFrame, per_seed: pd.DataFrame, summary: pd.DataFrame
+) -> pd.DataFrame:
+    """``agg`` plus each metric's per-seed values (``mean_seeds``, ``cvar_seeds``,
+    ``normalised_seeds``), which a table shows instead of an interval when there are fewer
+    than 3 seeds."""
+    out = agg.copy()
+    keys = list(zip(out["dataset"], out["algo"], strict=True))
+    grouped = per_seed.sort_values("seed").groupby(["dataset", "algo"], sort=False)
+    for metric, column in (("mean", "mean_return"), ("cvar", "cvar")):
+        values = {key: tuple(group[column]) for key, group in grouped}
+        out[f"{metric}_seeds"] = [values.get(key) for key in keys]
+    if "normalised" in out:
+        refs = summary.groupby("dataset")[["ref_min_score", "ref_max_score"]].first()
+        normalised = []
+        for (dataset, _), score, seeds in zip(
+            keys, out["normalised"], out["mean_seeds"], strict=True
+        ):
+            if seeds is None or not np.isfinite(score):
+                normalised.append(None)
+                continue
+            low, high = refs.loc[dataset]
+            normalised.append(tuple(float(normalised_score(v, low, high)) for v in seeds))
+        out["normalised_seeds"] = normalised
+    return out
+
+
+def without_thin_intervals(agg: pd.DataFrame) -> pd.DataFrame:
+    """``agg`` without the intervals of rows from fewer than MIN_SEEDS_FOR_INTERVAL seeds."""
+    out = agg.copy()
+    thin = out["n_seeds"] < MIN_SEEDS_FOR_INTERVAL
+    for column in [c for c in out if c.endswith(("_low", "_high"))]:
+        out.loc[thin, column] = np.nan
+    return out
 
 
 def _with_labels(frame: pd.DataFrame) -> pd.DataFrame:
@@ -165,16 +219,22 @@ def _write_tables(
     eval_cfg: dict[str, Any],
     names: dict[str, str],
     datasets: list[str],
+    budget: Budget,
 ) -> list[tuple[str, str]]:
-    """The leaderboard and the OOD table in every format; their HTML for the report."""
+    """The leaderboard and the OOD table in every format, each with its own caption; their
+    HTML for the report."""
     rows = {d: dataset_label(d) for d in datasets}
     checkpoint = "; ".join(sorted(set(summary["checkpoint"])))
     n_seeds, per_seed = int(agg["n_seeds"].min()), int(agg["episodes_per_seed"].min())
-    budget = f"{budget_sentence(summary)} {env_sentence(summary)}"
+    context = f"{budget.sentence()} {env_sentence(summary)}"
     rule = eval_cfg["cvar_rule"]
-    caption = (
-        f"{caption_for(n_seeds, per_seed, eval_cfg['alpha'], rule, checkpoint=checkpoint)} {budget}"
-    )
+
+    def caption(fmt: str) -> str:
+        text = caption_for(
+            n_seeds, per_seed, eval_cfg["alpha"], rule, checkpoint=checkpoint, fmt=fmt
+        )
+        return f"{text} {context}"
+
     with_score = agg["normalised"].notna().all()
     main = leaderboard(
         agg.assign(algo=agg["algo"].map(names)),
@@ -187,19 +247,19 @@ def _write_tables(
     ood = ood_table(
         summary.assign(algo=summary["algo"].map(names)), rows=rows, algo_order=list(names.values())
     )
-    ood_caption = (
-        ood_caption_for(
-            int(summary.groupby("algo")["seed"].nunique().min()),
-            eval_cfg["kappa"],
-            **ood_detector_of(summary),
-        )
-        + " "
-        + budget
-    )
+    ood_seeds = int(summary.groupby(["dataset", "algo"])["seed"].nunique().min())
+
+    def ood_caption(fmt: str) -> str:
+        text = ood_caption_for(ood_seeds, eval_cfg["kappa"], fmt=fmt, **ood_detector_of(summary))
+        return f"{text} {context}"
+
     write_tables(ood, out, "ood", caption=ood_caption, label="tab:ood")
     return [
-        ("Stochastic-D4RL leaderboard", to_html(main, caption)),
-        ("Out-of-distribution actions", to_html(ood, ood_caption)),
+        ("Stochastic-D4RL leaderboard", table_block(to_html(main), html_caption(caption("html")))),
+        (
+            "Out-of-distribution actions",
+            table_block(to_html(ood), html_caption(ood_caption("html"))),
+        ),
     ]
 
 
@@ -242,7 +302,7 @@ def records_html(out: Path, summary: pd.DataFrame) -> str:
         for d, r in per_dataset.iterrows()
     )
     configs = sorted(out.glob("runs/*/*/*/config.yaml"))
-    versions = yaml.safe_load(configs[0].read_text())["versions"] if configs else {}
+    versions = (yaml.safe_load(configs[0].read_text()) or {}).get("versions", {}) if configs else {}
     listed = ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in versions.items())
     return (
         '<table class="leaderboard"><thead><tr><th>Dataset</th><th>Source</th>'

@@ -21,7 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.suite import horizon_steps, load_dataset, make_plan, rollout_agent  # noqa: E402
+from eval.suite_run import horizon_steps, rollout_agent  # noqa: E402
+from pipeline.suite import load_dataset, make_plan  # noqa: E402
 from ramac.train import load_trained, train_seeds  # noqa: E402
 
 SATURATED = 0.99

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ramac.agents.common import grad_step
 from ramac.config import algo_values, build, scale_schedules
+from ramac.config_checks import check_config
 from ramac.data.dataset import Batch
 from ramac.errors import UserError
 
@@ -55,12 +56,10 @@ class Agent:
     """
 
     def __init__(self, obs_dim: int, act_dim: int, max_action: float, config: Any) -> None:
+        check_config(config)  # also when built directly, not through make_config
         self.obs_dim, self.act_dim, self.max_action = obs_dim, act_dim, float(max_action)
         self.config = config
-        try:
-            self.device = torch.device(config.device)
-        except RuntimeError:
-            raise UserError(f"config device: '{config.device}' is not a torch device") from None
+        self.device = torch.device(config.device)
         self.step = 0
         self.nets: dict[str, nn.Module] = {}
         self.frozen: dict[str, nn.Module] = {}
@@ -213,17 +212,29 @@ def make_config(
     dataset: str | None = None,
     overrides: dict | None = None,
     schedule_scale: float = 1.0,
+    overrides_from: str | None = None,
 ) -> Any:
     """The config of ``name``: its Config dataclass's defaults, then the dataset's overrides in
     ``configs/algos/<name>.yaml``, then ``overrides``, with schedule lengths scaled by
-    ``schedule_scale`` (run budget / paper budget)."""
+    ``schedule_scale`` (run budget / paper budget).
+
+    Every value is checked against its type and range (:mod:`ramac.config_checks`); a bad
+    one is a one-line UserError naming the key and where the value came from: the YAML
+    file and dataset, or ``overrides_from`` (e.g. the suite file and profile; default
+    ``<name> override``).
+    """
     _load_all()
     if name not in AGENTS:
         raise UserError(f"unknown algorithm '{name}' (known: {', '.join(sorted(AGENTS))})")
     values = algo_values(name, dataset)
-    values.update(overrides or {})
     where = f"configs/algos/{name}.yaml" + (f" [{dataset}]" if dataset else "")
-    return scale_schedules(build(AGENTS[name].config_cls, values, where), schedule_scale)
+    sources = dict.fromkeys(values, where) | dict.fromkeys(
+        overrides or {}, overrides_from or f"{name} override"
+    )
+    values.update(overrides or {})
+    config = build(AGENTS[name].config_cls, values, where)
+    check_config(config, sources)
+    return scale_schedules(config, schedule_scale)
 
 
 def make_agent(

@@ -17,7 +17,7 @@ from ramac.errors import UserError
 from ramac.nets.common import polyak_update
 from ramac.nets.diffusion import DiffusionActor
 from ramac.nets.flow import FlowActor
-from ramac.nets.iqn import ACTIVATIONS, TAU_WEIGHTINGS, IQNEnsemble, quantile_huber_loss
+from ramac.nets.iqn import IQNEnsemble, quantile_huber_loss
 from ramac.nets.qnet import QEnsemble
 from ramac.risk import make_distortion, sample_levels
 
@@ -63,13 +63,6 @@ def distortion_from(name: str, param: float | None) -> Distortion:
         raise UserError(f"config risk: {exc}") from None
 
 
-def check_choice(field: str, value: str, choices: Iterable[str]) -> None:
-    """Reject a config string that is not one of ``choices`` with a one-line UserError."""
-    choices = tuple(choices)
-    if value not in choices:
-        raise UserError(f"config {field}: '{value}' is not one of {', '.join(choices)}")
-
-
 def target_actions(policy: Callable[[Tensor], Tensor], batch: Batch) -> Tensor:
     """Target-policy actions at s' (no grad), skipped when no transition bootstraps.
 
@@ -101,12 +94,7 @@ def make_actor(kind: str, obs_dim: int, act_dim: int, max_action: float, config)
 
 
 def make_iqn(obs_dim: int, act_dim: int, config) -> IQNEnsemble:
-    """The IQN critic ensemble a config describes (n_critics, widths, activation).
-
-    Also checks the config's ``tau_weighting`` (the loss the critic will be trained with).
-    """
-    check_choice("critic_activation", config.critic_activation, ACTIVATIONS)
-    check_choice("tau_weighting", config.tau_weighting, TAU_WEIGHTINGS)
+    """The IQN critic ensemble a config describes (n_critics, widths, activation)."""
     c = config
     return IQNEnsemble(
         obs_dim,

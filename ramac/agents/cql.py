@@ -35,7 +35,6 @@ from torch import Tensor, nn
 from ramac.agents.base import Agent, Phase, register
 from ramac.agents.common import no_bootstrap, no_param_grads
 from ramac.data.dataset import Batch
-from ramac.errors import UserError
 from ramac.nets.common import polyak_update
 from ramac.nets.gaussian import TanhGaussianActor
 from ramac.nets.iqn import EnsembleLinear
@@ -118,24 +117,6 @@ def orthogonal_init_(
             layer.bias.zero_()
 
 
-def check_config(c) -> None:
-    """The value checks CQL and CODAC share; a bad value is a one-line UserError."""
-    rules = [
-        ("cql_n_actions", c.cql_n_actions >= 1, ">= 1"),
-        ("cql_weight", c.cql_weight >= 0, ">= 0"),
-        ("alpha", c.alpha > 0 if c.entropy_tuning else c.alpha >= 0, "> 0 (>= 0 untuned)"),
-        ("actor_layers", c.actor_layers >= 1, ">= 1"),
-        ("tau", 0 <= c.tau <= 1, "in [0, 1]"),
-    ]
-    if hasattr(c, "cql_temp"):
-        rules.append(("cql_temp", c.cql_temp > 0, "> 0"))
-    if hasattr(c, "n_penalty_quantiles"):
-        rules.append(("n_penalty_quantiles", c.n_penalty_quantiles >= 1, ">= 1"))
-    for name, ok, rule in rules:
-        if not ok:
-            raise UserError(f"config {name}: must be {rule}, got {getattr(c, name)}")
-
-
 class ConservativeSAC(Agent):
     """SAC with a conservative critic penalty: the actor, temperature and Lagrange parts.
 
@@ -149,7 +130,6 @@ class ConservativeSAC(Agent):
     def __init__(self, obs_dim: int, act_dim: int, max_action: float, config) -> None:
         super().__init__(obs_dim, act_dim, max_action, config)
         c = config
-        check_config(c)
         self.actor = self.add_net(
             "actor",
             TanhGaussianActor(

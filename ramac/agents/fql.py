@@ -20,7 +20,6 @@ from torch import Tensor, nn
 
 from ramac.agents.base import Agent, Phase, register
 from ramac.agents.common import (
-    check_choice,
     no_param_grads,
     target_actions,
     twin_q_loss,
@@ -64,7 +63,6 @@ class FQL(Agent):
     def __init__(self, obs_dim: int, act_dim: int, max_action: float, config: FQLConfig) -> None:
         super().__init__(obs_dim, act_dim, max_action, config)
         c = config
-        check_choice("q_agg", c.q_agg, ("mean", "min"))
         self.flow = self.add_net(
             "flow",
             FlowActor(

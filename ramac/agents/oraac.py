@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from ramac.agents.base import Agent, Phase, register
 from ramac.agents.common import (
-    check_choice,
     distortion_from,
     iqn_critic_loss,
     make_iqn,
@@ -37,8 +36,6 @@ from ramac.nets.diffusion import DiffusionActor
 from ramac.nets.flow import FlowActor
 from ramac.nets.mlp import mlp
 from ramac.nets.vae import VAE
-
-PRIORS = ("vae", "diffusion", "flow")
 
 
 @dataclass
@@ -137,7 +134,6 @@ class ORAAC(Agent):
     def __init__(self, obs_dim: int, act_dim: int, max_action: float, config: ORAACConfig) -> None:
         super().__init__(obs_dim, act_dim, max_action, config)
         c = config
-        check_choice("prior", c.prior, PRIORS)
         self.distortion = distortion_from(c.risk, c.risk_param)
         self.prior = self.add_net("prior", self._make_prior())
         self.actor = self.add_net(

@@ -3,8 +3,9 @@ the d4rl or mujoco-py packages).
 
 ``load_d4rl`` finds (or downloads) the hdf5 file, validates it, and converts it with
 :func:`qlearning_dataset`, which reproduces ``d4rl.qlearning_dataset`` bit for bit by
-default, because CORL, Diffusion-QL and RAMAC all train on that output
-(D4RL's scripts/generation/mujoco/collect_data.py, Farama-Foundation/D4RL). Terminal rows additionally keep the file's stored post-step state
+default, because CORL, Diffusion-QL and RAMAC all train on that output (``qlearning_dataset``
+in d4rl/__init__.py of Farama-Foundation/D4RL). Terminal rows additionally keep the file's
+stored post-step state
 (``end_rows`` / ``end_observations``), so a fall is judged on the fallen pose, not on
 the next episode's reset pose that d4rl puts in ``next_observations``.
 
@@ -34,7 +35,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from ramac.data.dataset import OfflineDataset, Provenance
+from ramac.data.dataset import OfflineDataset, Provenance, check_dataset, nonfinite
 from ramac.errors import UserError
 
 BASE_URLS = {  # DATASET_URLS in d4rl/infos.py of Farama-Foundation/D4RL
@@ -241,9 +242,9 @@ def _validate(path: Path, raw: dict[str, np.ndarray], task: str | None) -> None:
         if len(value) != n:
             raise UserError(f"{path}: '{key}' has {len(value)} rows, 'observations' has {n}")
     for key in FLOAT_KEYS:
-        if key in raw and not np.isfinite(raw[key]).all():
-            bad = "NaN" if np.isnan(raw[key]).any() else "inf"
-            raise UserError(f"{path}: '{key}' contains {bad} values")
+        problem = nonfinite(key, raw[key]) if key in raw else None
+        if problem:
+            raise UserError(f"{path}: {problem}")
     for key in ("observations", "actions", "next_observations"):
         if key in raw and raw[key].ndim != 2:
             raise UserError(f"{path}: '{key}' must be 2-D, got shape {raw[key].shape}")
@@ -288,7 +289,8 @@ def qlearning_dataset(
 ) -> dict[str, np.ndarray]:
     """(s, a, r, s', done) transitions with ``d4rl.qlearning_dataset``'s exact semantics.
 
-    Default (D4RL's scripts/generation/mujoco/collect_data.py, Farama-Foundation/D4RL): rows ``i in range(N-1)`` (the last row is dropped);
+    Default (``qlearning_dataset`` in d4rl/__init__.py of Farama-Foundation/D4RL): rows
+    ``i in range(N-1)`` (the last row is dropped);
     ``next_observations[i] = observations[i+1]`` (the stored ones are ignored); a row with
     ``timeouts[i]`` is skipped (without a timeouts key: a row where the step counter reaches
     ``max_episode_steps - 1``); terminal rows are kept with ``terminals=True``.
@@ -394,7 +396,9 @@ def load_d4rl(
 
     A name is looked up in ``$D4RL_DATASET_DIR`` or ``~/.d4rl/datasets`` and downloaded
     there when missing (if ``download`` and the network allow); offline, a one-line
-    UserError says which file to put where.
+    UserError says which file to put where. The file is validated (:func:`read_d4rl_hdf5`)
+    and so is what training will see (:func:`ramac.data.dataset.check_dataset`): a command
+    that loads it before any work starts fails as training would, in one line.
     """
     candidate = Path(name_or_path).expanduser()
     if name_or_path.endswith((".hdf5", ".h5")) or candidate.exists():
@@ -412,7 +416,7 @@ def load_d4rl(
     }
     if "next_observations" not in raw:
         extra["warning"] = NO_NEXT_OBS_WARNING
-    return to_offline_dataset(transitions, _provenance(path, info, extra))
+    return check_dataset(to_offline_dataset(transitions, _provenance(path, info, extra)))
 
 
 def _provenance(path: Path, info: D4RLInfo | None, extra: dict[str, Any]) -> Provenance:

@@ -108,6 +108,69 @@ class OfflineDataset:
         return dataclasses.replace(self, **changes)
 
 
+def nonfinite(key: str, values: np.ndarray) -> str | None:
+    """What is wrong with float array ``values`` (named ``key``), or None when all are finite:
+    "'rewards' contains NaN values (first at row 3)"."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return None
+    bad = "NaN" if np.isnan(values).any() else "inf"
+    row = int(np.argwhere(~finite)[0][0])
+    return f"'{key}' contains {bad} values (first at row {row})"
+
+
+# Relative slack on the action bound: float32 rounding of a squashed action, nothing more.
+ACTION_BOUND_SLACK = 1e-5
+
+
+def check_dataset(dataset: OfflineDataset) -> OfflineDataset:
+    """``dataset`` when training can use it, else a one-line UserError naming its file.
+
+    The checks every loader applies before training (``ramac.data.d4rl.load_d4rl``), and
+    that a command can apply before any work starts: at least one transition; observations
+    and actions 2-D, next observations the shape of the observations, rewards, terminals
+    and timeouts one value per row (terminals and timeouts 0 or 1); observations, actions,
+    rewards and next observations finite; actions within +-max_action (the
+    ``max_action`` the agents are built with: the provenance's, else 1, as
+    ``ramac.train.build_agent``).
+    """
+    where = dataset.provenance.extra.get("path") or f"dataset {dataset.provenance.id}"
+
+    def fail(problem: str) -> UserError:
+        return UserError(f"{where}: {problem}")
+
+    if len(dataset) == 0:
+        raise fail("the dataset has no transitions")
+    for key in ("observations", "actions"):
+        if np.ndim(getattr(dataset, key)) != 2:
+            raise fail(f"'{key}' must be 2-D, got shape {np.shape(getattr(dataset, key))}")
+    if np.shape(dataset.next_observations) != np.shape(dataset.observations):
+        raise fail(
+            f"'next_observations' has shape {np.shape(dataset.next_observations)}, "
+            f"'observations' {np.shape(dataset.observations)}"
+        )
+    for key in ("rewards", "terminals", "timeouts"):
+        if np.ndim(getattr(dataset, key)) != 1:
+            raise fail(
+                f"'{key}' must hold one value per row, got shape {np.shape(getattr(dataset, key))}"
+            )
+    for key in ("terminals", "timeouts"):
+        if not np.isin(getattr(dataset, key), (0, 1)).all():
+            raise fail(f"'{key}' must be 0 or 1 (false or true)")
+    for key in ("observations", "actions", "rewards", "next_observations"):
+        problem = nonfinite(key, np.asarray(getattr(dataset, key)))
+        if problem:
+            raise fail(problem)
+    max_action = float(dataset.provenance.extra.get("max_action", 1.0))
+    largest = float(np.abs(dataset.actions).max())
+    if largest > max_action * (1.0 + ACTION_BOUND_SLACK):
+        raise fail(
+            f"'actions' reach {largest:g}, outside the action bounds +-{max_action:g} "
+            "(the agents act in [-max_action, max_action])"
+        )
+    return dataset
+
+
 class Batch(NamedTuple):
     """A minibatch of transitions as float32 tensors; what every agent's ``update`` takes."""
 

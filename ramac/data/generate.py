@@ -33,6 +33,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +43,7 @@ import mujoco
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ramac import progress
 from ramac.config import ROOT
 from ramac.data.behaviour import ENV_IDS, POLICY_DIR, GaussianTanhPolicy, load_policy
 from ramac.data.cards import dataset_card, format_card, write_card
@@ -175,13 +177,18 @@ def _lane_budgets(steps: int, n_envs: int, horizon: int) -> list[int]:
 
 
 def rollout(
-    envs: list[gym.Env], policy: GaussianTanhPolicy, steps: int, seed_seq: np.random.SeedSequence
+    envs: list[gym.Env],
+    policy: GaussianTanhPolicy,
+    steps: int,
+    seed_seq: np.random.SeedSequence,
+    on_rows: Callable[[int], None] | None = None,
 ) -> tuple[list[_Buffer], list[int]]:
     """Roll ``policy`` (stochastic) for exactly ``steps`` steps over several envs.
 
     One policy call per step for all active lanes; actions come from a Generator seeded
     from ``seed_seq`` and each lane's env is reset with its own seed from it. Returns the
-    lanes' buffers (concatenate in order) and the env seeds used.
+    lanes' buffers (concatenate in order) and the env seeds used. ``on_rows(n)`` is told
+    the rows recorded so far after each step of the lanes (progress).
     """
     horizon = envs[0].spec.max_episode_steps
     budgets = _lane_budgets(steps, len(envs), horizon)
@@ -194,12 +201,16 @@ def rollout(
     buffers = [_Buffer(b, obs_dim, act_dim, len(data.qpos), len(data.qvel)) for b in budgets]
     obs = np.stack([envs[i].reset(seed=env_seeds[i])[0] for i in range(len(budgets))])
     active = list(range(len(budgets)))
+    rows = 0
     while active:
         actions = policy.act(obs[active], rng).astype(np.float32)
         still = []
         for lane, action in zip(active, actions, strict=True):
             if _step_lane(envs[lane], buffers[lane], obs, lane, action, budgets[lane]):
                 still.append(lane)
+        rows += len(active)
+        if on_rows is not None:
+            on_rows(rows)
         active = still
     return buffers, env_seeds
 
@@ -266,6 +277,9 @@ def generate_dataset(
     ]
     started = time.perf_counter()
     parts, records = [], []
+    # a bar on a terminal, or the pipeline's display when it listens (ramac.progress)
+    tick = progress.tracker(f"generate {task}-{kind}", size, unit="row", bar=True)
+    done = 0
     # One BLAS thread: the policy's matrix products are tiny (a few rows), and multithreaded
     # OpenBLAS made them ~20x slower than one thread on busy cores (25 ms vs 0.2 ms per
     # call, measured on a 2-core machine with a training job running).
@@ -273,9 +287,12 @@ def generate_dataset(
         for index, (role, snapshot, steps) in enumerate(segments):
             policy = _checked_policy(snapshot.path, envs[0])
             seq = np.random.SeedSequence([seed, index])
-            buffers, env_seeds = rollout(envs, policy, steps, seq)
+            shown = lambda n, base=done: tick(base + n)  # noqa: E731 - rows of the whole file
+            buffers, env_seeds = rollout(envs, policy, steps, seq, shown)
+            done += steps
             parts.append((index, buffers))
             records.append(_segment_record(index, role, snapshot, steps, env_seeds))
+    tick.close(done)
     for env in envs:
         env.close()
     meta = _metadata(task, kind, size, seed, max_episode_steps, n_envs, records)

@@ -1,8 +1,9 @@
 """Minari datasets (optional extra ``ramac[minari]``), converted to the toolkit's format.
 
 Episodes are flattened with ``obs[:-1]`` / ``obs[1:]``, which gives the true next
-observation even on truncated and terminal steps (D4RL's scripts/generation/mujoco/collect_data.py, Farama-Foundation/D4RL), so a fall is
-judged on the fallen pose. The evaluation env is the one the dataset records
+observation even on truncated and terminal steps (an episode stores one more observation
+than actions: Minari's ``EpisodeData``, minari.farama.org), so a fall is judged on the
+fallen pose. The evaluation env is the one the dataset records
 (``env_spec``), the simulator it was collected in. Reference scores come from
 the dataset's own metadata, never from D4RL's constants: Minari's locomotion sets were
 regenerated with Gymnasium v5 and have their own (or none).

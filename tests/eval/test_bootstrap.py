@@ -1,9 +1,12 @@
 """Stratified percentile bootstrap: hand-checked cases, stratification, coverage, seeding."""
 
+import warnings
+
 import numpy as np
 import pytest
+from scipy import stats
 
-from eval.bootstrap import bootstrap_ci, standard_error
+from eval.bootstrap import _RNG_KEYWORD, bootstrap_ci, standard_error
 
 
 def test_constant_sample_has_zero_width():
@@ -13,6 +16,7 @@ def test_constant_sample_has_zero_width():
 
 def test_single_run_has_zero_width():
     assert bootstrap_ci([42.0]) == (42.0, 42.0, 42.0)
+    assert bootstrap_ci([[1.0, 3.0]]) == (2.0, 2.0, 2.0)  # one run of two tasks
 
 
 def test_two_values_by_hand():
@@ -48,11 +52,74 @@ def test_runs_are_resampled_within_each_task():
     assert any(((s[:, 0] == 1.0) & (s[:, 1] == 30.0)).any() for s in samples)
 
 
+def test_tasks_never_mix():
+    # Task 0 is constant, task 1 is {10, 30}: a stratified replicate's mean is 1/2 + (task-1
+    # mean)/2 in {5.5, 10.5, 15.5}. Pooling the cells (an unstratified bootstrap) would give
+    # others, e.g. all four cells 1 -> 1. Each extreme has p = 1/4: the interval is [5.5, 15.5].
+    scores = np.array([[1.0, 10.0], [1.0, 30.0]])
+    seen = []
+
+    def record(sample):
+        seen.append(float(sample.mean()))
+        return seen[-1]
+
+    assert bootstrap_ci(scores, statistic=record, reps=2000, seed=1) == (10.5, 5.5, 15.5)
+    assert set(seen) == {5.5, 10.5, 15.5}
+    assert bootstrap_ci(scores, reps=2000, seed=1) == (10.5, 5.5, 15.5)
+
+
+def test_constant_tasks_with_different_values_have_zero_width():
+    # Every resample within a task is the task itself; pooled, the cells 1 and 10 would mix.
+    scores = np.array([[1.0, 10.0]] * 3)
+    assert bootstrap_ci(scores) == (5.5, 5.5, 5.5)
+    assert bootstrap_ci(scores, statistic=np.median) == (5.5, 5.5, 5.5)
+
+
+def test_one_task_is_scipy_percentile_bootstrap():
+    x = np.random.default_rng(2).normal(size=12)
+    ours = bootstrap_ci(x, reps=700, ci=0.9, seed=4)
+    res = stats.bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=700,
+        confidence_level=0.9,
+        method="percentile",
+        **{_RNG_KEYWORD: np.random.default_rng(4)},
+    )
+    assert ours == (float(x.mean()), res.confidence_interval.low, res.confidence_interval.high)
+
+
 def test_custom_statistic_matches_vectorised_mean():
     x = np.random.default_rng(0).normal(size=(10, 3))
     fast = bootstrap_ci(x, np.mean, reps=300, seed=3)
     slow = bootstrap_ci(x, lambda s: float(np.mean(s)), reps=300, seed=3)
     np.testing.assert_allclose(fast, slow, rtol=1e-12)
+
+
+def test_custom_statistic_matches_vectorised_median():
+    x = np.random.default_rng(5).normal(size=(7, 4))
+    fast = bootstrap_ci(x, np.median, reps=300, seed=3)
+    slow = bootstrap_ci(x, lambda s: float(np.median(s)), reps=300, seed=3)
+    np.testing.assert_allclose(fast, slow, rtol=1e-12)
+    one = x[:, 0]
+    fast = bootstrap_ci(one, np.median, reps=300, seed=3)
+    np.testing.assert_allclose(fast, bootstrap_ci(one, lambda s: float(np.median(s)), 300, seed=3))
+
+
+def test_degenerate_cases_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert bootstrap_ci(np.full((5, 2), 0.25)) == (0.25, 0.25, 0.25)
+        assert bootstrap_ci(np.ones((1, 3))) == (1.0, 1.0, 1.0)
+        point, low, high = bootstrap_ci([0.0, 1.0], reps=1)
+        assert point == 0.5 and low == high and low in (0.0, 0.5, 1.0)
+
+        def nan_when_tied(s):
+            return float("nan") if s[0] == s[1] else float(s.mean())
+
+        # Half the replicates are NaN: the bounds are NaN (as np.percentile gives), quietly.
+        point, low, high = bootstrap_ci([0.0, 1.0], statistic=nan_when_tied, reps=100)
+        assert point == 0.5 and np.isnan(low) and np.isnan(high)
 
 
 def test_deterministic_given_seed():
@@ -85,3 +152,5 @@ def test_bad_arguments():
         bootstrap_ci([1.0, 2.0], ci=1.0)
     with pytest.raises(ValueError):
         bootstrap_ci(np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError):
+        bootstrap_ci([1.0, 2.0], reps=0)

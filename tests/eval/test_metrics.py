@@ -89,7 +89,7 @@ def test_bad_records():
 
 
 def test_normalised_score():
-    lo, hi = -20.272305, 3234.3  # hopper (paper-tables.md §5)
+    lo, hi = -20.272305, 3234.3  # hopper (docs/reference-code.md, "D4RL")
     assert normalised_score(hi, lo, hi) == pytest.approx(100.0)
     assert normalised_score(lo, lo, hi) == pytest.approx(0.0)
     np.testing.assert_allclose(normalised_score(np.array([lo, (lo + hi) / 2]), lo, hi), [0, 50])

@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from pipeline.suite import episode_seeds, horizon_steps, make_plan
+from eval.suite_run import episode_seeds, horizon_steps
+from pipeline.suite import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,6 +10,7 @@ import pytest
 from ramac.errors import UserError
 from ramac.io import atomic_target, atomic_write_text
 from reports.leaderboard import (
+    CSV_COLUMNS,
     caption_for,
     leaderboard,
     mark_best,
@@ -26,7 +27,8 @@ ALGOS = ["CQL", "ORAAC", "RADAC"]
 
 
 def aggregated():
-    """Two datasets x three algorithms, values from paper-tables.md §1.1 (ties added)."""
+    """Two datasets x three algorithms, values from the paper's main table
+    (docs/reference-code.md, "The paper"; ties added)."""
     values = {
         ("hc", "CQL"): (-66.66, -135.39),
         ("hc", "ORAAC"): (796.06, 742.94),
@@ -168,7 +170,9 @@ def ood_summary():
 
 
 def test_ood_table_bolds_the_lowest_rate():
-    t = ood_table(ood_summary(), algo_order=["RADAC", "ORAAC", "ORAAC-Diff"])
+    # The fixture has 2 seeds per cell: min_seeds=2 lets it draw the intervals checked here
+    # (by default, fewer than 3 seeds show their values instead: test_few_seeds_...).
+    t = ood_table(ood_summary(), algo_order=["RADAC", "ORAAC", "ORAAC-Diff"], min_seeds=2)
     cell = t.cell("hc", "ood_rate", "RADAC")
     assert cell["is_best"] and cell["value"] == pytest.approx(2.0)
     assert (cell["low"], cell["high"]) == pytest.approx((1.0, 3.0))  # ± 1 s.e.
@@ -177,7 +181,7 @@ def test_ood_table_bolds_the_lowest_rate():
     assert md.splitlines()[0] == "| Dataset | RADAC | ORAAC | ORAAC-Diff |"
     assert "| hc | **2.00** ± 1.00 | 31.00 ± 11.00 | _30.00_ ± 0.00 |" in md
     assert r"\textbf{2.00} $\pm$ 1.00" in to_latex(t, ood_caption_for(2), "tab:ood")
-    ci = ood_table(ood_summary(), interval="ci", reps=500)
+    ci = ood_table(ood_summary(), interval="ci", reps=500, min_seeds=2)
     assert ci.interval == "ci" and ci.cell("hop", "ood_rate", "RADAC")["low"] == pytest.approx(1.2)
 
 
@@ -209,3 +213,98 @@ def test_atomic_write_leaves_no_temp_file_and_keeps_old_on_failure(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("crash")
     assert os.listdir(tmp_path) == ["out.txt"] and target.read_text() == "first"
+
+
+def seeded():
+    """One dataset, three algorithms with 2, 3 and 1 seeds: only C's cell may draw an interval."""
+    seeds = {"A": (1.0, 0.98), "C": (0.5, 0.7, 0.6), "D": (0.3,)}
+    rows = []
+    for algo, values in seeds.items():
+        mean = float(np.mean(values))
+        rows.append(
+            {"dataset": "d", "algo": algo, "mean": mean, "mean_low": mean - 0.1}
+            | {"mean_high": mean + 0.1, "mean_seeds": values}
+        )
+    return leaderboard(pd.DataFrame(rows), metrics=("mean",))
+
+
+def test_fewer_than_three_seeds_show_their_values_in_every_format(tmp_path):
+    t = seeded()
+    assert np.isnan(t.cell("d", "mean", "A")["low"]) and np.isnan(t.cell("d", "mean", "D")["high"])
+    assert t.cell("d", "mean", "C")["low"] == pytest.approx(0.5)
+    md = to_markdown(t)
+    assert "| d | **0.99** (seeds: 1.00, 0.98) | _0.60_ [0.50, 0.70] | 0.30 (1 seed) |" in md
+    tex = to_latex(t, "c", "tab:x")
+    assert r"\textbf{0.99} {\scriptsize (seeds: 1.00, 0.98)}" in tex
+    assert (
+        r"\underline{0.60} {\scriptsize [0.50, 0.70]}" in tex and r"{\scriptsize (1 seed)}" in tex
+    )
+    frag = to_html(t)
+    assert '<span class="value">0.99</span> <span class="seeds">(seeds: 1.00, 0.98)</span>' in frag
+    assert '<span class="interval">[0.50, 0.70]</span>' in frag and "[0.98" not in frag
+    back = pd.read_csv(write_csv(t, tmp_path / "t.csv"), keep_default_na=False)
+    assert list(back.columns) == [*CSV_COLUMNS, "n_seeds", "seed_values"]
+    assert back[["low", "high"]].iloc[0].tolist() == ["", ""]
+    assert back["n_seeds"].tolist() == [2, 3, 1]
+    assert back["seed_values"].tolist() == ["1; 0.98", "0.5; 0.7; 0.6", "0.3"]
+    # Negative per-seed values keep LaTeX's minus sign.
+    neg = leaderboard(
+        pd.DataFrame([{"dataset": "d", "algo": "A", "mean": -1.5, "mean_seeds": (-1.0, -2.0)}]),
+        metrics=("mean",),
+    )
+    assert r"{\scriptsize (seeds: $-$1.00, $-$2.00)}" in to_latex(neg, "c", "l")
+
+
+def test_ood_table_from_two_seeds_gives_the_rates_not_a_standard_error():
+    t = ood_table(ood_summary(), algo_order=["RADAC", "ORAAC", "ORAAC-Diff"])
+    cell = t.cell("hc", "ood_rate", "RADAC")
+    assert cell["is_best"] and np.isnan(cell["low"]) and cell["n_seeds"] == 2
+    assert "| hc | **2.00** (seeds: 1.00, 3.00) | 31.00 (seeds: 20.00, 42.00) |" in to_markdown(t)
+
+
+def test_each_format_has_its_own_caption(tmp_path):
+    marks = {
+        "latex": "Underlined: runner-up",
+        "markdown": "In italics: runner-up",
+        "html": "Shaded: runner-up",
+        "csv": "is_runner_up: the next distinct value",
+    }
+    for make in (
+        lambda fmt: caption_for(5, 10, 0.1, "ceil", fmt=fmt),
+        lambda fmt: ood_caption_for(5, fmt=fmt),
+    ):
+        texts = {fmt: make(fmt=fmt) for fmt in marks}
+        for fmt, text in texts.items():
+            assert marks[fmt] in text, (fmt, text)
+            others = [marks[f] for f in marks if f != fmt]
+            assert not any(o in text for o in others), (fmt, text)
+    assert "Brackets: 95% stratified" in caption_for(5, 10, 0.1, "ceil")
+    assert "Columns low / high: 95% stratified" in caption_for(5, 10, 0.1, "ceil", fmt="csv")
+    few = caption_for(2, 10, 0.1, "ceil", fmt="markdown")
+    assert "only where a cell has 3 or more seeds" in few and "(seeds: a, b)" in few
+    with pytest.raises(ValueError, match="fmt"):
+        caption_for(5, 10, 0.1, "ceil", fmt="pdf")
+
+    paths = write_tables(
+        table(),
+        tmp_path,
+        "main",
+        caption=lambda fmt: f"{fmt} caption. NOT the paper's budget (x).",
+        label="tab:x",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "main.caption.txt",
+        "main.csv",
+        "main.html",
+        "main.md",
+        "main.tex",
+    ]
+    assert paths["caption"].read_text() == "csv caption. NOT the paper's budget (x).\n"
+    tex, md, frag = (paths[k].read_text() for k in ("tex", "md", "html"))
+    assert r"\caption{latex caption. \textbf{NOT the paper's budget} (x).}" in tex
+    assert md.rstrip().endswith("markdown caption. **NOT the paper's budget** (x).")
+    assert (
+        '<caption>html caption. <strong class="warning">NOT the paper&#x27;s budget</strong>'
+        in frag
+    )
+    assert frag.startswith("<style>") and "td.best .value { font-weight: bold; }" in frag

@@ -1,0 +1,321 @@
+"""Evaluation of one trained Stochastic-D4RL run: rollouts, checkpoint choice, OOD rate, record.
+
+The run's checkpoint (or, with ``eval.checkpoint: best``, each kept snapshot) is rolled out
+for ``eval.episodes`` fixed, recorded environment seeds; the run folder gets
+``episodes.csv`` (one row per episode), ``curve.csv`` (when snapshots are kept: mean return
+and CVaR of every checkpoint), and the metrics row the caller writes to ``metrics.json``.
+
+The evaluation simulator follows the data (:func:`eval_env`): the env the dataset's
+provenance records (D4RL files: Gymnasium v4, D4RL's collection dynamics; generated data:
+the env its file records, v5), unless the suite's ``eval.env`` overrides it with a stated
+reason. The choice is written into ``config.yaml``, ``metrics.json`` / ``summary.csv``,
+``episodes.csv`` and the table captions.
+
+What is evaluated is any object with the attributes of :class:`TrainedRun`
+(``pipeline.suite.SuiteJob`` is one); the dataset and the fitted OOD detector are given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Protocol, Self
+
+import numpy as np
+import pandas as pd
+import torch
+
+from eval.metrics import summarise_seeds
+from eval.ood import (
+    DEFAULT_FEATURES,
+    DEFAULT_NEIGHBOURS,
+    FEATURE_SPACES,
+    OODDetector,
+    StateConditionedDetector,
+    fit_detector,
+)
+from eval.rollout import run_episodes
+from eval.settings import RiskSettings, one_of, whole
+from ramac.config import config_hash
+from ramac.data.dataset import OfflineDataset
+from ramac.envs.hazards import HazardSpec
+from ramac.envs.mujoco import ENV_VERSIONS, FULL_HORIZON, PAPER_HORIZONS, env_id_for
+from ramac.errors import UserError
+from ramac.io import atomic_to_csv
+from ramac.risk import cvar_estimate
+from ramac.train import CHECKPOINT, SNAPSHOT_DIR, TRAIN_LOG, load_trained
+
+EVAL_SEED_BASE = 1_000_000  # episode e of training seed k runs on env seed BASE + 1000 k + e
+EPISODES = "episodes.csv"
+CURVE = "curve.csv"  # per run with kept snapshots: return at every checkpoint
+Detector = OODDetector | StateConditionedDetector
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvOverride:
+    """``eval.env: {version, reason}``: evaluate in another version of the data's simulator,
+    for a reason every record and caption repeats."""
+
+    version: str  # ramac.envs.mujoco.ENV_VERSIONS
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalSettings(RiskSettings):
+    """The ``eval:`` block of a Stochastic-D4RL suite file (a profile may set episodes and
+    horizon; ``--checkpoint`` may set checkpoint)."""
+
+    episodes: int  # evaluation episodes per seed
+    horizon: str | int  # episode length: "paper" (200 / 500), "full" (1000) or steps
+    ood_loo_sample: int  # data points whose leave-one-out distance sets the OOD scale
+    checkpoint: str  # "final", or "best": the best kept checkpoint (optimistic)
+    ood_features: str | None = None  # None: eval.ood.DEFAULT_FEATURES
+    ood_neighbours: int | None = None  # None: eval.ood.DEFAULT_NEIGHBOURS
+    # None or "data": the simulator the data was collected in (eval_env)
+    env: str | EnvOverride | None = None
+
+    def validated(self, where: str) -> Self:
+        whole(where, "episodes", self.episodes)
+        check_horizon(where, self.horizon)
+        whole(where, "ood_loo_sample", self.ood_loo_sample)
+        one_of(where, "checkpoint", self.checkpoint, ("final", "best"))
+        if self.ood_features is not None:
+            one_of(where, "ood_features", self.ood_features, FEATURE_SPACES)
+        if self.ood_neighbours is not None:
+            whole(where, "ood_neighbours", self.ood_neighbours)
+        env = _env_setting(where, self.env)
+        return dataclasses.replace(super().validated(where), env=env)
+
+    @property
+    def features(self) -> str:
+        return self.ood_features or DEFAULT_FEATURES
+
+    @property
+    def neighbours(self) -> int:
+        return self.ood_neighbours or DEFAULT_NEIGHBOURS
+
+
+def check_horizon(where: str, horizon: Any) -> None:
+    """``paper``, ``full`` or a whole number of steps."""
+    if horizon not in ("paper", "full"):
+        if isinstance(horizon, str):
+            raise UserError(f"{where}: horizon must be paper, full or a number of steps")
+        whole(where, "horizon", horizon)
+
+
+def _env_setting(where: str, setting: Any) -> str | EnvOverride | None:
+    """``env``: absent or ``data`` (the data's own simulator) or an override
+    ``{version: v4|v5, reason: "..."}``."""
+    if setting in (None, "data") or isinstance(setting, EnvOverride):
+        return setting
+    keys = set(setting) if isinstance(setting, dict) else set()
+    if keys != {"version", "reason"} or setting["version"] not in ENV_VERSIONS:
+        raise UserError(
+            f"{where}: eval.env must be 'data' or {{version: {'|'.join(ENV_VERSIONS)}, "
+            f"reason: ...}}, got {setting!r}"
+        )
+    if not str(setting["reason"] or "").strip():
+        raise UserError(f"{where}: eval.env overrides the data's simulator: state a reason")
+    return EnvOverride(**setting)
+
+
+class RunData(Protocol):
+    """The dataset a run trained on, as evaluation names it."""
+
+    name: str  # the suite's dataset name (hopper-medium-expert)
+    source: str  # "generated" or "d4rl"
+
+    @property
+    def task(self) -> str: ...
+
+    def hazard(self) -> HazardSpec: ...
+
+
+class TrainedRun(Protocol):
+    """What evaluation reads of a trained run: where it is and what built its agent."""
+
+    suite: str
+    data: RunData
+    algo: str
+    seed: int
+    steps: int  # the budget: an unfinished run is not evaluated
+    overrides: dict[str, Any]
+    run_dir: Path
+    schedule_scale: float
+    keep_snapshots: bool
+    eval_settings: EvalSettings
+
+
+def horizon_steps(horizon: str | int, task: str) -> int:
+    """Episode length: ``paper`` (200 / 500), ``full`` (1000) or a number of steps."""
+    if horizon == "paper":
+        return PAPER_HORIZONS[task]
+    if horizon == "full":
+        return FULL_HORIZON
+    return int(horizon)
+
+
+def episode_seeds(seed: int, episodes: int) -> list[int]:
+    """The fixed, recorded environment seeds of a training seed's evaluation episodes."""
+    return [EVAL_SEED_BASE + 1000 * seed + e for e in range(episodes)]
+
+
+def eval_env(run: TrainedRun, provenance: Any) -> dict[str, str]:
+    """The simulator a run is evaluated in, who chose it and why.
+
+    By default the env the data was collected in, as its provenance records it (read from
+    the D4RL table / the generated file's metadata, never guessed); ``eval.env`` in the
+    suite overrides the version, with its reason.
+    """
+    setting = run.eval_settings.env
+    if isinstance(setting, EnvOverride):
+        return {
+            "env_id": env_id_for(run.data.task, setting.version),
+            "chosen_by": "suite override",
+            "reason": str(setting.reason).strip(),
+        }
+    if not provenance.env_id:
+        raise UserError(
+            f"dataset {provenance.id} records no environment: set eval.env in the suite"
+        )
+    return {
+        "env_id": provenance.env_id,
+        "chosen_by": "data",
+        "reason": provenance.extra.get("env_source", "the dataset's provenance"),
+    }
+
+
+def fit_ood_detector(dataset: OfflineDataset, settings: EvalSettings, seed: int) -> Detector:
+    """The dataset's OOD detector in the feature space ``eval.ood_features``, its reference
+    scale measured on ``eval.ood_loo_sample`` points drawn with ``seed``."""
+    return fit_detector(
+        settings.features,
+        dataset.observations,
+        dataset.actions,
+        neighbours=settings.neighbours,
+        loo_sample=settings.ood_loo_sample,
+        seed=seed,
+    )
+
+
+def rollout_agent(
+    agent: Any, run: TrainedRun, horizon: int, env_id: str | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The run's evaluation episodes in ``env_id`` and every (state, action) pair visited."""
+    seeds = episode_seeds(run.seed, run.eval_settings.episodes)
+    generator = torch.Generator().manual_seed(EVAL_SEED_BASE + run.seed)
+    pairs: list[np.ndarray] = []
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return agent.act(obs, generator).cpu().numpy()
+
+    def visit(obs: np.ndarray, actions: np.ndarray) -> None:
+        pairs.append(np.hstack([obs, actions]))
+
+    episodes = run_episodes(
+        policy, run.data.task, run.data.hazard(), seeds, horizon, visit, env_id=env_id
+    )
+    return episodes, np.concatenate(pairs)
+
+
+def _trained_agent(run: TrainedRun, dataset: OfflineDataset) -> tuple[Any, int]:
+    """The agent of the run's final checkpoint; one clear line when training is unfinished."""
+    trained = (run.run_dir / CHECKPOINT).exists()
+    agent, step = (
+        load_trained(run.algo, dataset, run.run_dir, run.overrides, run.schedule_scale)
+        if trained
+        else (None, 0)
+    )
+    if step < run.steps:
+        raise UserError(f"{run.run_dir}: not trained to {run.steps} steps; run 'train' first")
+    return agent, step
+
+
+Rollout = tuple[int, pd.DataFrame, np.ndarray]  # (checkpoint step, episodes, visited pairs)
+
+
+def _rollouts(
+    run: TrainedRun, dataset: OfflineDataset, horizon: int, env_id: str | None = None
+) -> list[Rollout]:
+    """The final checkpoint's rollout and, when snapshots are kept, every earlier snapshot's,
+    in step order (a snapshot holds the same agent as the checkpoint of its step)."""
+    agent, final_step = _trained_agent(run, dataset)
+    rollouts = [(final_step, *rollout_agent(agent, run, horizon, env_id))]
+    if run.keep_snapshots:
+        for path in sorted((run.run_dir / SNAPSHOT_DIR).glob("step*.pt")):
+            if int(path.stem[4:]) != final_step:
+                agent.load_state_dict(torch.load(path, weights_only=False))
+                step = int(path.stem[4:])
+                rollouts.append((step, *rollout_agent(agent, run, horizon, env_id)))
+    return sorted(rollouts, key=lambda rollout: rollout[0])
+
+
+def _evaluated(rollouts: list[Rollout], rule: str) -> tuple[Rollout, str]:
+    """The recorded rollout: the final checkpoint's, or the best mean return on the
+    evaluation env (the later on ties), which every table then calls optimistic."""
+    if rule == "final":
+        return rollouts[-1], "final"
+    best = max(rollouts, key=lambda rollout: (rollout[1]["return"].mean(), rollout[0]))
+    return best, "best on the evaluation env (optimistic)"
+
+
+def _record_keys(run: TrainedRun) -> dict[str, Any]:
+    """The key columns of the run's records (DESIGN "Records")."""
+    return {"suite": run.suite, "dataset": run.data.name, "algo": run.algo, "seed": run.seed}
+
+
+def _write_curve(run: TrainedRun, rollouts: list[Rollout]) -> None:
+    """``curve.csv``: mean return and CVaR of every kept checkpoint (a learning curve)."""
+    alpha, rule = run.eval_settings.alpha, run.eval_settings.cvar_rule
+    rows = [
+        {"step": step, "mean_return": episodes["return"].mean()}
+        | {"cvar": cvar_estimate(episodes["return"].to_numpy(), alpha, rule)}
+        for step, episodes, _ in rollouts
+    ]
+    atomic_to_csv(pd.DataFrame(rows).assign(**_record_keys(run)), run.run_dir / CURVE)
+
+
+def evaluate_run(run: TrainedRun, dataset: OfflineDataset, detector: Detector) -> dict[str, Any]:
+    """Roll out the run's checkpoint, write ``episodes.csv``; returns its metrics row.
+
+    ``detector``: the dataset's fitted OOD detector (:func:`fit_ood_detector`), which
+    every run on the dataset may share.
+    """
+    start = time.perf_counter()
+    settings = run.eval_settings
+    horizon = horizon_steps(settings.horizon, run.data.task)
+    env = eval_env(run, dataset.provenance)
+    rollouts = _rollouts(run, dataset, horizon, env["env_id"])
+    if len(rollouts) > 1:
+        _write_curve(run, rollouts)
+    (step, episodes, pairs), label = _evaluated(rollouts, settings.checkpoint)
+    episodes = episodes.assign(**_record_keys(run), horizon=horizon, checkpoint_step=step)
+    atomic_to_csv(episodes, run.run_dir / EPISODES)
+
+    seed_row = summarise_seeds(episodes, settings.alpha, settings.cvar_rule).iloc[0]
+    log = pd.read_csv(run.run_dir / TRAIN_LOG)
+    return {
+        **seed_row.to_dict(),
+        "run": run.run_dir.name,
+        "data_source": run.data.source,
+        "eval_env": env["env_id"],
+        "eval_env_chosen_by": env["chosen_by"],
+        "eval_env_reason": env["reason"],
+        "horizon": horizon,
+        "checkpoint": label,
+        "checkpoint_step": step,
+        **detector.rate_columns(pairs, settings.kappa, settings.kappa_sweep),
+        "ood_kappa": settings.kappa,
+        "ood_detector": detector.name,
+        "ood_neighbours": detector.state().get("neighbours"),  # None: the joint detector
+        "eval_hash": config_hash(settings.record()),
+        "ood_pairs": len(pairs),
+        "train_steps": int(log["step"].iloc[-1]),
+        "schedule_scale": run.schedule_scale,
+        "train_seconds": round(float(log["wall_seconds"].iloc[-1]), 2),
+        "eval_seconds": round(time.perf_counter() - start, 2),
+        "dataset_sha256": dataset.provenance.sha256,
+        "ref_min_score": dataset.provenance.ref_min_score,
+        "ref_max_score": dataset.provenance.ref_max_score,
+    }
