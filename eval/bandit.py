@@ -75,6 +75,16 @@ def evaluate_actions(
     return metrics, rewards
 
 
+def read_actions(path: Path) -> np.ndarray:
+    """A run's sampled actions from its ``actions.npz``; an exception when it cannot be read
+    whole (a truncated file), so that the run is evaluated again."""
+    with np.load(path) as data:
+        actions, rewards = data["actions"], data["rewards"]
+    if actions.ndim != 2 or len(actions) != len(rewards):
+        raise ValueError(f"actions {actions.shape} and rewards {rewards.shape} do not match")
+    return actions
+
+
 def evaluate_run(run: TrainedBanditRun, agent: Any, dataset: OfflineDataset) -> dict[str, Any]:
     """Sample ``eval.n_actions`` actions of the run's trained ``agent``, score them, write
     them (with their rewards) to ``actions.npz``; returns the run's metrics row."""

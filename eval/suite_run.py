@@ -44,7 +44,7 @@ from ramac.envs.mujoco import ENV_VERSIONS, FULL_HORIZON, PAPER_HORIZONS, env_id
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv
 from ramac.risk import cvar_estimate
-from ramac.train import CHECKPOINT, SNAPSHOT_DIR, TRAIN_LOG, load_trained
+from ramac.train import CHECKPOINT, SNAPSHOT_DIR, TRAIN_LOG, load_trained, read_checkpoint
 
 EVAL_SEED_BASE = 1_000_000  # episode e of training seed k runs on env seed BASE + 1000 k + e
 EPISODES = "episodes.csv"
@@ -220,16 +220,16 @@ def rollout_agent(
 
 
 def _trained_agent(run: TrainedRun, dataset: OfflineDataset) -> tuple[Any, int]:
-    """The agent of the run's final checkpoint; one clear line when training is unfinished."""
-    trained = (run.run_dir / CHECKPOINT).exists()
-    agent, step = (
-        load_trained(run.algo, dataset, run.run_dir, run.overrides, run.schedule_scale)
-        if trained
-        else (None, 0)
-    )
-    if step < run.steps:
-        raise UserError(f"{run.run_dir}: not trained to {run.steps} steps; run 'train' first")
-    return agent, step
+    """The agent of the run's final checkpoint; one clear line when training is unfinished
+    (an unreadable checkpoint is moved to the run's ``corrupt/`` first, with a warning)."""
+    path = run.run_dir / CHECKPOINT
+    state = read_checkpoint(path, then="run 'train' again to retrain the run")
+    if state is None or state["step"] < run.steps:
+        found = "no checkpoint" if state is None else f"its checkpoint is at step {state['step']}"
+        raise UserError(
+            f"{run.run_dir}: not trained to {run.steps} steps ({found}); run 'train' first"
+        )
+    return load_trained(run.algo, dataset, run.run_dir, run.overrides, run.schedule_scale)
 
 
 Rollout = tuple[int, pd.DataFrame, np.ndarray]  # (checkpoint step, episodes, visited pairs)

@@ -19,7 +19,7 @@ from typing import Any, Self
 
 import pandas as pd
 
-from eval.bandit import BanditEvalSettings, evaluate_run
+from eval.bandit import ACTIONS, BanditEvalSettings, evaluate_run, read_actions
 from eval.settings import whole
 from pipeline import runs
 from pipeline.runs import Job, Profile, SuiteFile, run_once
@@ -27,7 +27,7 @@ from ramac.config import CONFIG_DIR, build
 from ramac.data.dataset import OfflineDataset
 from ramac.envs.bandit import BanditSpec, make_dataset
 from ramac.errors import UserError
-from ramac.io import atomic_to_csv
+from ramac.io import atomic_to_csv, move_aside, read_table
 from ramac.train import TrainSettings
 
 SUITE = "bandit"
@@ -100,7 +100,7 @@ def run_job(job: BanditJob) -> dict[str, Any]:
         dataset = job.dataset()
         return evaluate_run(job, runs.train_run(job, dataset), dataset)
 
-    return run_once(job.run_dir, train_and_evaluate)
+    return run_once(job.run_dir, train_and_evaluate, records={ACTIONS: read_actions})
 
 
 def make_jobs(
@@ -148,6 +148,8 @@ def run_bandit(
     out = out or default_out(profile)
     suite = BanditSuite.read(SUITE_FILE)
     jobs = make_jobs(suite, profile, seeds, out, algos, steps)
+    runs.check_workers(workers)
+    runs.check_out(out)
     start = time.perf_counter()
     rows = runs.execute(run_job, jobs, SUITE, workers, executor, ray_address, seed_stacks_on)
     summary = pd.DataFrame(rows)
@@ -174,11 +176,28 @@ def default_out(profile: str) -> Path:
     return runs.default_out(SUITE, profile)
 
 
+SUMMARY_COLUMNS = ("algo", "seed", "run", "n_actions", "train_steps", "schedule_scale")
+
+
+def read_summary(path: Path) -> pd.DataFrame:
+    """``summary.csv`` when it reads whole; an unreadable one (empty, cut off) is moved to
+    ``corrupt/`` beside it and is one line saying how to rewrite it from the run records."""
+    if not path.exists():
+        raise UserError(f"{path}: no bandit records; run 'reproduce.py bandit' first")
+    try:
+        summary = read_table(path, SUMMARY_COLUMNS)
+    except ValueError as exc:
+        moved = move_aside(path, str(exc), quiet=True)
+        raise UserError(
+            f"{path}: unreadable ({exc}; moved to {moved}); run 'reproduce.py bandit' with the "
+            f"same options again to rewrite it from the run records (finished runs are not redone)"
+        ) from None
+    return summary
+
+
 def rewrite_bandit_outputs(out: Path) -> None:
     """Regenerate the leaderboards and the figure from ``summary.csv``, without training."""
     path = out / "summary.csv"
-    if not path.exists():
-        raise UserError(f"{path}: no bandit records; run 'reproduce.py bandit' first")
-    summary = pd.read_csv(path)
+    summary = read_summary(path)
     write_bandit_outputs(out, summary, BanditSuite.read(SUITE_FILE), list(summary["algo"]))
     print(f"bandit tables and figure rewritten from {path}")

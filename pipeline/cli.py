@@ -152,17 +152,22 @@ def _report(args: argparse.Namespace) -> None:
             f"evaluate) with --profile {args.profile} first"
         )
     for folder in found:
-        if _first_value(folder / "summary.csv", "suite") == "bandit":
+        if _suite_of(folder) == "bandit":
             rewrite_bandit_outputs(folder)
         else:
             _suite_reports(dataclasses.replace(plan, out=folder))
 
 
-def _first_value(path: Path, column: str) -> str:
-    """The first value of ``column`` in a CSV file."""
+def _suite_of(folder: Path) -> str:
+    """The suite whose records ``folder`` holds: its ``summary.csv``'s first ``suite`` value;
+    when that table does not read (damaged), a suite folder is the one with ``episodes.csv``
+    (the suite's reader then says what is wrong with the table)."""
     import pandas as pd
 
-    return str(pd.read_csv(path, usecols=[column], nrows=1)[column].iloc[0])
+    try:
+        return str(pd.read_csv(folder / "summary.csv", usecols=["suite"], nrows=1)["suite"].iloc[0])
+    except (ValueError, IndexError, pd.errors.EmptyDataError):
+        return "stochastic-d4rl" if (folder / "episodes.csv").exists() else "bandit"
 
 
 def _all(args: argparse.Namespace) -> None:
@@ -255,9 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.workers is not None and args.workers < 1:
+            raise UserError(f"--workers must be at least 1, got {args.workers}")
         args.run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file system error (read-only, no space, name too long)
+        path = exc.filename if exc.filename is not None else "file system"
+        print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

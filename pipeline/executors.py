@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import partial
+from pathlib import PurePath
 from typing import Any
 
 from tqdm import tqdm
@@ -49,7 +50,8 @@ def _init_worker(parent: int | None = None, channel: Any = None) -> None:
     ``channel`` (a queue the main process reads) when given."""
     if parent is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # already inherited (_workers_ignore_sigint)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        if hasattr(signal, "pthread_sigmask"):  # POSIX
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         die_with_parent(parent)
         # tqdm's default lock is a multiprocessing semaphore: a worker ended by its parent
         # would leave it to the resource tracker, which warns about it under the last line
@@ -101,7 +103,7 @@ _SEED = re.compile(r"seed(\d+)")
 def _run_dirs(job: Any) -> list[Any]:
     members = job if isinstance(job, tuple) else (job,)
     dirs = [getattr(member, "run_dir", None) for member in members]
-    return dirs if all(isinstance(d, os.PathLike) for d in dirs) else []
+    return dirs if all(isinstance(d, PurePath) for d in dirs) else []
 
 
 def _job_steps(job: Any) -> int | None:
@@ -184,20 +186,19 @@ def _local_outcomes(
         return
     ctx = multiprocessing.get_context("spawn")
     channel = ctx.Queue() if reporter is not None else None
-    listener = _Listener(channel, reporter) if channel is not None else None
     pool = ProcessPoolExecutor(
         workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(), channel)
     )
+    listener = _Listener(channel, reporter) if channel is not None else None
     try:
         with _workers_ignore_sigint():  # the pool starts its workers in submit()
             futures = {pool.submit(_run_job, fn, labels[i], job): i for i, job in enumerate(jobs)}
         for future in as_completed(futures):
             yield futures[future], future.result
+        pool.shutdown()
     except BaseException:  # KeyboardInterrupt, or the caller closing us on its own exception
         _stop_workers(pool)
         raise
-    else:
-        pool.shutdown()
     finally:
         if listener is not None:
             listener.stop()
@@ -212,7 +213,9 @@ def _workers_ignore_sigint() -> Iterator[None]:
     the block is delivered to it when the block ends, not lost. Elsewhere than the main
     thread it does nothing (the workers ignore SIGINT once initialised).
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):
         yield
         return
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

@@ -4,24 +4,36 @@ its run folder (algorithm -> overrides -> config hash -> seed), and the run-once
 A run folder is finished when it holds a ``done`` file (written last, after the run's
 ``metrics.json``); a finished run is read back, never redone, and a failed one leaves its
 traceback in ``error.txt`` so a rerun of the same job list only does what is missing.
+
+A finished run whose records cannot be read (``metrics.json`` missing, empty or invalid, or
+another record its suite names) is healed: the unreadable file and the ``done`` marker move
+to the run folder's ``corrupt/`` with a one-line warning, and the run is done again (its
+evaluation only, when its checkpoint is good: training resumes from it). One process owns a
+run folder at a time (``pipeline.locks``): another one waits, then reads its results.
+A file system error in a run (no space left, a read-only folder) is one line naming the path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import sys
+import tempfile
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
 from eval.settings import names, typed, whole
+from pipeline import locks
 from pipeline.executors import run_jobs
 from ramac.agents import AGENTS, make_config  # the package: every algorithm registered
 from ramac.config import PAPER_STEPS, ROOT, config_hash, read_yaml
 from ramac.data.dataset import OfflineDataset
 from ramac.errors import UserError
-from ramac.io import atomic_write_text
+from ramac.io import CORRUPT, atomic_write_text, move_aside, problem_of
 from ramac.records import package_versions, write_yaml
 from ramac.train import TrainSettings, hyperparameter_key, train, train_seeds
 
@@ -129,6 +141,46 @@ def check_positive(name: str, value: int) -> int:
     if value < 1:
         raise UserError(f"--{name} must be at least 1, got {value}")
     return value
+
+
+def check_workers(workers: int | None) -> int | None:
+    """``--workers``: None (one per CPU) or at least 1; 0 or less is an error."""
+    return workers if workers is None else check_positive("workers", workers)
+
+
+def fs_message(exc: OSError, where: Path | str | None = None) -> str:
+    """A file system error as one line naming its path (``where`` when it names none)."""
+    path = exc.filename if exc.filename is not None else where
+    reason = exc.strerror or problem_of(exc)
+    if exc.filename2 is not None:
+        return f"{path} -> {exc.filename2}: {reason}"
+    return f"{path}: {reason}" if path is not None else reason
+
+
+@contextlib.contextmanager
+def fs_errors(where: Path | str | None = None) -> Iterator[None]:
+    """Turn a file system error in the block into a one-line UserError naming its path."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(fs_message(exc, where)) from exc
+
+
+def check_out(out: Path) -> Path:
+    """``out``, made (with its parents) and checked writable before any work starts; a file,
+    a read-only folder or a name too long is one line naming the path."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-check.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        if exc.filename is not None and Path(exc.filename).parent == out:
+            exc.filename = str(out)  # the probe's name means nothing to the user
+        raise UserError(fs_message(exc, out)) from exc
+    return out
 
 
 def default_out(suite: str, name: str) -> Path:
@@ -283,15 +335,30 @@ def train_run(job: Job, dataset: OfflineDataset) -> Any:
     return train(job.algo, dataset, job.run_dir, job.settings, job.overrides)
 
 
+class SeedStack(tuple):
+    """The jobs of one seed stack (a tuple of jobs), named by their run folders in errors."""
+
+    @property
+    def run_dir(self) -> str:
+        return ", ".join(str(job.run_dir) for job in self)
+
+    def __repr__(self) -> str:
+        return f"SeedStack({self.run_dir})"
+
+
 def train_stack(jobs: tuple[Job, ...]) -> dict[str, Any]:
     """Train runs that differ only in seed as one seed stack (``ramac.seed_parallel``),
-    each run's ``config.yaml`` first recording the stack's seeds."""
-    dataset = jobs[0].dataset()
-    seeds = [job.seed for job in jobs]
-    for job in jobs:
-        write_config(job, dataset, seeds)
+    each run's ``config.yaml`` first recording the stack's seeds. The stack owns all its run
+    folders meanwhile (``pipeline.locks``); runs another process finished are not redone."""
     dirs = [job.run_dir for job in jobs]
-    train_seeds(jobs[0].algo, dataset, dirs, [job.settings for job in jobs], jobs[0].overrides)
+    with fs_errors(dirs[0].parent), locks.owned(dirs):
+        if all((d / DONE).exists() for d in dirs):
+            return {"runs": [str(d) for d in dirs], "trained": True}
+        dataset = jobs[0].dataset()
+        seeds = [job.seed for job in jobs]
+        for job in jobs:
+            write_config(job, dataset, seeds)
+        train_seeds(jobs[0].algo, dataset, dirs, [job.settings for job in jobs], jobs[0].overrides)
     return {"runs": [str(d) for d in dirs], "trained": True}
 
 
@@ -306,25 +373,91 @@ def seed_stacks(jobs: Sequence[Job]) -> list[tuple[Job, ...]]:
         if not (job.run_dir / DONE).exists():
             key = (job.run_dir.parent, job.run_dir.name.split("-", 1)[-1])
             groups.setdefault(key, []).append(job)
-    return [tuple(group) for group in groups.values() if len(group) > 1]
+    return [SeedStack(group) for group in groups.values() if len(group) > 1]
 
 
-def run_once(run_dir: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+# A record of a finished run and how to read it: a reader raises when the file is unreadable.
+Readers = Mapping[str, Callable[[Path], Any]]
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A run's ``metrics.json``: a JSON object, else an exception."""
+    row = json.loads(path.read_text())
+    if not isinstance(row, dict) or not row:
+        raise ValueError("not a JSON object of metrics")
+    return row
+
+
+def finished(run_dir: Path, records: Readers | None = None, heal: bool = False) -> dict | None:
+    """The metrics row of a finished run whose records all read; else None.
+
+    With ``heal``, a finished run with unreadable records is made unfinished: each such
+    record and ``done`` move to ``corrupt/`` (a one-line warning each), so the run is done
+    again.
+    """
+    if not (run_dir / DONE).exists():
+        return None
+    readers = {METRICS: read_metrics, **(records or {})}
+    row, damaged = None, {}
+    for name, reader in readers.items():
+        try:
+            value = reader(run_dir / name)
+        except Exception as exc:  # noqa: BLE001 - any failure to read is a damaged record
+            damaged[name] = exc
+            if not heal:
+                return None
+            continue
+        row = value if name == METRICS else row
+    if not damaged:
+        return row
+    for name, exc in damaged.items():
+        path = run_dir / name
+        if path.exists():
+            move_aside(path, problem_of(exc), then="the run is done again")
+        else:
+            print(
+                f"warning: {run_dir}: finished without {name}; the run is done again",
+                file=sys.stderr,
+                flush=True,
+            )
+    move_aside(run_dir / DONE, "", run_dir / CORRUPT, quiet=True)
+    return None
+
+
+def run_once(
+    run_dir: Path,
+    work: Callable[[], dict[str, Any]],
+    *,
+    records: Readers | None = None,
+    stale: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
     """``work()``'s metrics, recorded in ``run_dir``; a finished run is read, not redone.
 
     ``work`` returns the run's metrics row; it is written to ``metrics.json`` and then the
-    ``done`` marker. An exception leaves ``error.txt`` with the traceback and propagates.
+    ``done`` marker. An exception leaves ``error.txt`` with the traceback and propagates (a
+    file system error as a one-line UserError naming its path). ``records``: the run's
+    other records a finished run must be able to read (else it is healed, see
+    :func:`finished`); ``stale(row)``: whether a finished run's recorded row is out of date
+    (its ``done`` then moves to ``done.stale-eval`` and the run is done again).
+    The process owns ``run_dir`` meanwhile; another process's run is waited for, then read.
     """
-    if (run_dir / DONE).exists():
-        return json.loads((run_dir / METRICS).read_text())
-    try:
-        row = work()
-    except Exception:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "error.txt", traceback.format_exc())
-        raise
-    atomic_write_text(run_dir / METRICS, json.dumps(row, indent=1, default=str))
-    atomic_write_text(run_dir / DONE, "")
+    row = finished(run_dir, records)
+    if row is not None and not (stale and stale(row)):
+        return row
+    with fs_errors(run_dir), locks.owned(run_dir):
+        row = finished(run_dir, records, heal=True)
+        if row is not None:
+            if not (stale and stale(row)):
+                return row  # finished by the process we waited for
+            (run_dir / DONE).rename(run_dir / "done.stale-eval")
+        try:
+            row = work()
+        except Exception:
+            with contextlib.suppress(OSError):  # a full disk must not hide the error itself
+                atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+            raise
+        atomic_write_text(run_dir / METRICS, json.dumps(row, indent=1, default=str))
+        atomic_write_text(run_dir / DONE, "")
     return row
 
 
@@ -340,6 +473,7 @@ def execute(
     """``run_job`` of every job, in job order (finished runs are read back); with ``stacks``,
     the unfinished seeds of each run first train together, one process per seed stack
     (``ramac.seed_parallel``; evaluation stays per run)."""
+    check_workers(workers)
     grouped = seed_stacks(jobs) if stacks else []
     where = {"workers": workers, "executor": executor, "ray_address": ray_address}
     if grouped:

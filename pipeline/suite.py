@@ -35,7 +35,7 @@ from eval.suite_run import (
     evaluate_run,
     fit_ood_detector,
 )
-from pipeline import runs
+from pipeline import locks, runs
 from pipeline.runs import (
     DONE,
     METRICS,
@@ -51,8 +51,8 @@ from ramac.data.dataset import OfflineDataset
 from ramac.envs.hazards import HazardSpec, dataset_key, load_hazard, relabel
 from ramac.envs.mujoco import task_of
 from ramac.errors import UserError
-from ramac.io import atomic_to_csv
-from ramac.train import TRAIN_LOG, TrainSettings
+from ramac.io import atomic_to_csv, read_table
+from ramac.train import CHECKPOINT, TRAIN_LOG, TrainSettings
 
 SUITE = "stochastic-d4rl"
 SUITE_FILE = CONFIG_DIR / "suites" / f"{SUITE}.yaml"
@@ -147,16 +147,18 @@ class DataSpec:
 
 
 def prepare_data(spec: DataSpec) -> None:
-    """Make the dataset's file when it is generated and missing (checks D4RL files exist)."""
+    """Make the dataset's file when it is generated and missing; a D4RL file is checked as
+    training will read it (``load_d4rl``: NaN or out-of-range values fail here, in one line)."""
     if spec.source == "generated":
         from ramac.data.generate import ensure_dataset
 
         ensure_dataset(spec.task, spec.kind, spec.size, spec.data_seed)
     else:
-        from ramac.data.d4rl import ensure_card, locate, resolve_info
+        from ramac.data.d4rl import ensure_card, load_d4rl, locate, resolve_info
 
         info = resolve_info(spec.d4rl_name)
         ensure_card(locate(info, allow_download=True), info.task)  # warns: falls unlabellable
+        load_d4rl(spec.d4rl_name, download=False)  # the checks training applies
     spec.hazard()  # an uncalibrated or missing hazard fails here, before any training
 
 
@@ -192,6 +194,9 @@ class SuiteJob(Job):
     eval_settings: EvalSettings
     keep_snapshots: bool = False  # keep every checkpoint's agent (best-checkpoint, curves)
     stages: tuple[str, ...] = ("train", "evaluate")
+    # The folder of the same run trained without kept snapshots, when this one keeps them
+    # only to choose the best checkpoint (--checkpoint best): named when it is not trained.
+    final_only_dir: Path | None = None
 
     suite = SUITE
 
@@ -226,35 +231,61 @@ def run_job(job: SuiteJob) -> dict[str, Any]:
 
     The run folder is keyed by what trains it; a finished run whose evaluation settings
     have changed since (another kappa, more episodes) is evaluated again, not retrained.
+    A finished run whose records cannot be read is healed (``pipeline.runs.finished``).
     """
     if job.stages == ("train",):
         if not (job.run_dir / DONE).exists():
-            runs.train_run(job, job.dataset())
+            with runs.fs_errors(job.run_dir), locks.owned(job.run_dir):
+                if not (job.run_dir / DONE).exists():
+                    runs.train_run(job, job.dataset())
         return {"run": str(job.run_dir), "trained": True}
-    _forget_stale_evaluation(job)
 
     def train_and_evaluate() -> dict[str, Any]:
         dataset = job.dataset()
         if "train" in job.stages:
             runs.train_run(job, dataset)
+        else:
+            _check_trained(job)
         return evaluate_run(job, dataset, ood_detector(job.data, job.eval_settings))
 
-    return run_once(job.run_dir, train_and_evaluate)
+    return run_once(
+        job.run_dir,
+        train_and_evaluate,
+        records={EPISODES: lambda path: read_table(path, ("return",))},
+        stale=functools.partial(_stale_evaluation, job),
+    )
+
+
+def _check_trained(job: SuiteJob) -> None:
+    """Say what is missing when ``--checkpoint best`` finds no kept checkpoints: the same
+    run trained by default kept only its final one (another run folder)."""
+    twin = job.final_only_dir
+    if (job.run_dir / CHECKPOINT).exists() or twin is None or not (twin / CHECKPOINT).exists():
+        return  # evaluation says what it finds
+    raise UserError(
+        f"{job.run_dir}: no kept checkpoints to choose the best from: training kept only the "
+        f"final checkpoint (in {twin}); train with --checkpoint best (or a profile with "
+        f"snapshots: true) to keep every checkpoint, or evaluate with --checkpoint final"
+    )
 
 
 def _forget_stale_evaluation(job: SuiteJob) -> None:
-    """Move ``done`` aside when ``metrics.json`` was computed with other eval settings, or
-    in another simulator than the one the run is evaluated in now (records from before the
+    """Move a finished run's ``done`` aside when its evaluation is stale (``run_once`` does
+    this itself, under the run's lock; this checks one run outside it)."""
+    recorded = runs.finished(job.run_dir)
+    if recorded is not None and _stale_evaluation(job, recorded):
+        (job.run_dir / DONE).rename(job.run_dir / "done.stale-eval")
+
+
+def _stale_evaluation(job: SuiteJob, recorded: dict[str, Any]) -> bool:
+    """Whether ``metrics.json`` (``recorded``) was computed with other eval settings, or in
+    another simulator than the one the run is evaluated in now (records from before the
     simulator was recorded were evaluated in the task's v5 env)."""
-    done, metrics = job.run_dir / DONE, job.run_dir / METRICS
-    if done.exists() and metrics.exists():
-        recorded = json.loads(metrics.read_text())
-        env = recorded.get("eval_env", ENV_IDS[job.data.task])
-        if (
-            recorded.get("eval_hash") != config_hash(job.eval)
-            or env != eval_env(job, load_dataset(job.data).provenance)["env_id"]
-        ):
-            done.rename(job.run_dir / "done.stale-eval")
+    env = recorded.get("eval_env", ENV_IDS[job.data.task])
+    return (
+        recorded.get("eval_hash") != config_hash(job.eval)
+        or env != eval_env(job, load_dataset(job.data).provenance)["env_id"]
+    )
 
 
 # ----------------------------------------------------------------------------- job list
@@ -337,19 +368,29 @@ def make_plan(
     for spec in specs:
         # What trains the run keys its folder; evaluation settings do not (run_job).
         keyed_by = {"data": dataclasses.asdict(spec), "checkpoints": limits.checkpoints}
-        jobs += runs.seed_runs(
-            SuiteJob,
-            algos,
-            budget,
-            settings,
-            dataset_key=spec.config_key,
-            folder=out / "runs" / spec.name,
-            keyed_by=keyed_by | {"snapshots": snapshots},
-            data=spec,
-            checkpoints=limits.checkpoints,
-            keep_snapshots=snapshots,
-            stages=stages,
-        )
+
+        def spec_jobs(keep: bool, spec: DataSpec = spec, keyed_by: dict = keyed_by) -> list:
+            return runs.seed_runs(
+                SuiteJob,
+                algos,
+                budget,
+                settings,
+                dataset_key=spec.config_key,
+                folder=out / "runs" / spec.name,
+                keyed_by=keyed_by | {"snapshots": keep},
+                data=spec,
+                checkpoints=limits.checkpoints,
+                keep_snapshots=keep,
+                stages=stages,
+            )
+
+        found = spec_jobs(snapshots)
+        if snapshots and not limits.snapshots:  # kept only for --checkpoint best
+            twins = [job.run_dir for job in spec_jobs(False)]
+            found = [
+                dataclasses.replace(j, final_only_dir=t) for j, t in zip(found, twins, strict=True)
+            ]
+        jobs += found
     return Plan(jobs, specs, out, settings, algos, names)
 
 
@@ -372,6 +413,8 @@ def run_plan(
     With ``seed_stacks_on``, the seeds of each (dataset, algorithm) are first trained
     together, one process per stack (``ramac.seed_parallel``); evaluation stays per run.
     """
+    runs.check_workers(workers)
+    runs.check_out(plan.out)
     for spec in plan.data:
         prepare_data(spec)
     start = time.perf_counter()

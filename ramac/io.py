@@ -2,14 +2,21 @@
 
 Every record and report is written to a temporary name in the destination's folder and
 then renamed over the destination with ``os.replace`` (atomic on POSIX and Windows when
-both names are on one file system), as the README's "Records" paragraph promises.
+both names are on one file system), as the README's "Records" paragraph promises. A write
+that fails (no space left, a read-only folder) raises an ``OSError`` naming the
+destination, never the temporary name.
+
+A record that cannot be read back (damaged on disk, truncated by a full disk) is moved
+aside with :func:`move_aside`, never deleted, so that the run can redo it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,19 +45,40 @@ def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
     and ``path`` is left exactly as it was.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    with _naming(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, target)
+        with _naming(target):
+            yield tmp
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.chmod(tmp, _FILE_MODE)
+            os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _naming(target: Path) -> Iterator[None]:
+    """An ``OSError`` raised in the block names ``target``: a failed ``write`` or ``fsync``
+    (no space left) names no file, and one about a temporary file names that file."""
+    try:
+        yield
+    except OSError as exc:
+        name = None if exc.filename is None else Path(exc.filename)
+        temporary = name is not None and (
+            name.parent == target.parent
+            and name.name.startswith(f".{target.name}.")
+            and name.name.endswith(".tmp")
+        )
+        if exc.errno is None or not (name is None or temporary):
+            raise
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(target)) from exc
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -79,3 +107,70 @@ def atomic_savefig(fig: Figure, path: str | os.PathLike, **savefig_kwargs) -> Pa
     with atomic_target(path) as tmp:
         fig.savefig(tmp, format=fmt, **savefig_kwargs)
     return Path(path)
+
+
+CORRUPT = "corrupt"  # where a run folder keeps the records that could not be read
+
+
+def move_aside(
+    path: str | os.PathLike,
+    problem: str,
+    folder: str | os.PathLike | None = None,
+    quiet: bool = False,
+    then: str = "",
+) -> Path:
+    """Move the unreadable record ``path`` into ``folder`` (default: ``corrupt/`` beside it),
+    keeping its name (plus a timestamp when that name is taken there), and say so in one
+    line on stderr (unless ``quiet``), ending with ``then`` (what happens next). Nothing is
+    deleted: the file stays there for a person to inspect. Returns where it went."""
+    source = Path(path)
+    aside = Path(folder) if folder is not None else source.parent / CORRUPT
+    aside.mkdir(parents=True, exist_ok=True)
+    target = aside / source.name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    n = 0
+    while target.exists():
+        target = aside / (f"{source.name}.{stamp}" + (f"-{n}" if n else ""))
+        n += 1
+    os.replace(source, target)
+    if not quiet:
+        problem = " ".join(str(problem).split())[:300]  # one line
+        print(
+            f"warning: {source}: unreadable ({problem}); moved to {target}"
+            + (f"; {then}" if then else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+    return target
+
+
+def problem_of(exc: BaseException) -> str:
+    """``exc`` as a short phrase for a one-line warning (its type and first line)."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if len(first) > 120:
+        first = first[:117].rstrip() + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def read_table(path: str | os.PathLike, columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The CSV table at ``path`` when it reads as a whole table with ``columns``, else a
+    ``ValueError`` saying why: empty (a zero-byte file a full disk left), cut off (its last
+    line unfinished: every table here is written whole, ending in a newline), unparsable,
+    without rows or without a column it must have."""
+    path = Path(path)
+    data = path.read_bytes()
+    if not data.strip():
+        raise ValueError("empty file")
+    if not data.endswith(b"\n"):
+        raise ValueError("cut off: its last line is unfinished")
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(problem_of(exc)) from None
+    if table.empty:
+        raise ValueError("no rows")
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise ValueError(f"no column {', '.join(missing)}")
+    return table

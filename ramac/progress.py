@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
@@ -85,23 +85,24 @@ class Tracker:
 
     def __init__(self, task: str, total: int, unit: str, initial: int, bar: bool):
         self.task, self.total, self.unit = task, total, unit
-        self._next = 0.0  # the first call sends: the listener learns the start at once
-        self._sent = -1
+        self._next = 0.0  # when the next message is due
+        self._sent = initial  # a loop with nothing to do says nothing
         self._bar = None
         self._shown = initial
         if bar and _reporter is None:
             self._bar = tqdm(
                 total=total, initial=initial, desc=task, unit=unit, mininterval=INTERVAL
             )
+        elif _reporter is not None and initial < total:
+            self._send(initial)  # where the loop starts (a resumed run: its checkpoint)
 
     def __call__(self, step: int) -> None:
-        now = time.monotonic()
-        if now < self._next and step < self.total:
+        if step < self.total and time.monotonic() < self._next:
             return
-        self._next = now + INTERVAL
         self._send(step)
 
     def _send(self, step: int) -> None:
+        self._next = time.monotonic() + INTERVAL
         self._sent = step
         if self._bar is not None:
             self._bar.update(step - self._shown)
@@ -147,7 +148,6 @@ class _Running:
 
     def __init__(self, message: Message, now: float):
         self.message = message
-        self.start_step = message.step
         self.last_step = message.step
         self.last_time = now
         self.rate: float | None = None  # steps per second, smoothed
@@ -176,17 +176,24 @@ class _Running:
 
 
 class PlanBar:
-    """The plan's bar: training updates done of the plan's, with the running jobs after it.
+    """The plan's bar, with the running jobs' step, updates per second and ETA after it.
 
-    It is the reporter (call it with each :class:`Message`; thread-safe). ``expected[i]``
-    is job ``i``'s updates when known (its ``steps``), so the plan's total and ETA count
-    jobs not started yet; a job that resumes at step k, or finishes without training (a
-    finished run, an evaluation-only pass), takes from the total what it did not need.
-    Shown on a terminal only.
+    It is the reporter (call it with each :class:`Message`; thread-safe). It counts runs
+    until a job trains, then training updates: ``expected[i]`` is job ``i``'s updates when
+    known (its ``steps``), so the plan's total, rate and ETA count the jobs not started yet;
+    a job that resumes at step k, or ends without training (a finished run, an
+    evaluation-only pass), takes from the total what it did not need. A plan that trains
+    nothing (evaluation only, Ray's tasks, which report nothing) keeps counting runs.
+    Shown on a terminal only (``show``).
     """
 
     def __init__(
-        self, desc: str, labels: Sequence[str], expected: Sequence[int | None], show: bool
+        self,
+        desc: str,
+        labels: Sequence[str],
+        expected: Sequence[int | None],
+        show: bool,
+        file: Any = None,  # default: stderr
     ):
         self._labels = list(labels)
         self._index = {label: i for i, label in enumerate(labels)}
@@ -195,54 +202,65 @@ class PlanBar:
         self._seen = [False] * len(labels)
         self._running: dict[tuple[str, str], _Running] = {}
         self._finished = 0
+        self._updates = False  # counting updates (else runs)
         self._lock = threading.Lock()
-        # no job says its updates (Ray: no messages either): the bar counts runs
-        self._runs_only = all(e is None for e in expected)
         self.bar = tqdm(
-            total=len(labels) if self._runs_only else sum(self._expected),
+            total=len(labels),
             desc=desc,
-            unit="run" if self._runs_only else UPDATE,
+            unit="run",
             disable=not show,
             mininterval=0.5,
+            miniters=1,  # a refresh per message, at most every mininterval
             dynamic_ncols=True,
+            file=file,
         )
-        self._show()
 
     def __call__(self, message: Message) -> None:
         now = time.monotonic()
         with self._lock:
             key = (message.job, message.task)
             i = self._index.get(message.job)
+            trains = i is not None and message.unit == UPDATE
             running = self._running.get(key)
+            delta = 0
             if running is None:
-                self._running[key] = running = _Running(message, now)
-                if i is not None and message.unit == UPDATE and not self._runs_only:
-                    # the job's part of the total: from where this loop starts to its end
-                    needed = message.total - message.step
-                    self._grow(needed if self._seen[i] else needed - self._expected[i])
-                    if not self._seen[i]:
-                        self._expected[i] = needed
-                    else:
-                        self._expected[i] += needed
-                    self._seen[i] = True
-                delta = 0
+                self._running[key] = _Running(message, now)
+                if trains:
+                    self._starts(i, message)
             else:
                 delta = running.update(message, now)
-            if message.unit == UPDATE and i is not None and not self._runs_only:
-                self._counted[i] += delta
-                self.bar.update(delta)
             if message.step >= message.total:
                 self._running.pop(key, None)
-            self._show()
+            self._show(refresh=False)
+            if delta and trains:
+                self._counted[i] += delta
+                self.bar.update(delta)  # refreshes at most every mininterval
+            else:
+                self.bar.refresh()
+
+    def _starts(self, i: int, message: Message) -> None:
+        """Job ``i``'s training starts: its part of the total is from here to its end (a
+        second loop in the job, as when a seed stack falls back to one seed at a time,
+        adds its own)."""
+        base = self._expected[i] if self._seen[i] else 0
+        needed = base + message.total - message.step
+        grow = needed - self._expected[i]
+        self._expected[i], self._seen[i] = needed, True
+        if self._updates:
+            self._grow(grow)
+            return
+        self._updates = True  # from now on the bar counts updates
+        self.bar.unit = UPDATE
+        self.bar.reset(total=sum(self._expected))
 
     def finished(self, i: int) -> None:
         """Job ``i`` ended (finished or failed): its part of the total is what it did."""
         with self._lock:
-            if self._runs_only:
-                self.bar.update(1)
-            else:
+            if self._updates:
                 self._grow(self._counted[i] - self._expected[i])
-                self._expected[i] = self._counted[i]
+            else:
+                self.bar.update(1)
+            self._expected[i] = self._counted[i]
             for key in [k for k in self._running if k[0] == self._labels[i]]:
                 del self._running[key]
             self._finished += 1
@@ -252,14 +270,13 @@ class PlanBar:
         if by:
             self.bar.total = max(self.bar.n, self.bar.total + by)
 
-    def _show(self) -> None:
-        items = [] if self._runs_only else [f"runs {self._finished}/{len(self._labels)}"]
+    def _show(self, refresh: bool = True) -> None:
+        items = [f"runs {self._finished}/{len(self._labels)}"] if self._updates else []
         running = list(self._running.values())
         items += [r.describe() for r in running[:MAX_SHOWN]]
         if len(running) > MAX_SHOWN:
             items.append(f"+{len(running) - MAX_SHOWN} more")
-        self.bar.set_postfix_str(" | ".join(items), refresh=False)
-        self.bar.refresh()
+        self.bar.set_postfix_str(" | ".join(items), refresh=refresh)
 
     def close(self) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from ramac import progress
 from ramac.agents.base import make_agent
 from ramac.data.dataset import Batch, BatchSampler, OfflineDataset
-from ramac.io import atomic_write_bytes, atomic_write_text
+from ramac.io import atomic_write_bytes, atomic_write_text, move_aside, problem_of
 from ramac.runtime import keep_freed_memory
 from ramac.seed_parallel import SeedStack
 
@@ -87,26 +88,54 @@ def _commit_pending(run_dir: Path, log: list[dict]) -> None:
     _write_log(run_dir, log)
 
 
+CHECKPOINT_KEYS = ("step", "log")  # read before a checkpoint is resumed from
+
+
+def read_checkpoint(path: Path, then: str = "") -> dict | None:
+    """The checkpoint state at ``path``; None when there is none. One that cannot be read
+    (truncated, damaged on disk) is moved to its run folder's ``corrupt/`` with a one-line
+    warning ending in ``then``, and None is returned: the run continues without it."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, weights_only=False)
+        if not isinstance(state, dict):
+            raise TypeError(f"holds a {type(state).__name__}, not a checkpoint")
+        missing = [key for key in CHECKPOINT_KEYS if key not in state]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)}")
+    except Exception as exc:  # noqa: BLE001 - any failure to read is a damaged record
+        move_aside(path, problem_of(exc), then=then)
+        return None
+    return state
+
+
 def _settle_pending(run_dirs: list[Path]) -> None:
     """Finish or undo a stack checkpoint that a kill interrupted.
 
     A stack writes every seed's pending checkpoint before it renames any, so either every
     seed has its new state (finish the renames) or the kill came first (drop the pending
-    ones): the seeds never resume from different steps.
+    ones): the seeds never resume from different steps. An unreadable pending or
+    checkpoint file is moved aside (``read_checkpoint``) and counts as missing.
     """
-    pending = {
-        d: torch.load(d / PENDING, weights_only=False) for d in run_dirs if (d / PENDING).exists()
-    }
+    pending = {}
+    for d in run_dirs:
+        state = read_checkpoint(d / PENDING, then="the stack resumes from its checkpoints")
+        if state is not None:
+            pending[d] = state
     if not pending:
         return
-    steps = {
-        pending[d]["step"]
-        if d in pending
-        else torch.load(d / CHECKPOINT, weights_only=False)["step"]
+    saved = {
+        d: read_checkpoint(d / CHECKPOINT, then="training starts over")
         for d in run_dirs
-        if d in pending or (d / CHECKPOINT).exists()
+        if d not in pending
     }
-    complete = len(steps) == 1 and all(d in pending or (d / CHECKPOINT).exists() for d in run_dirs)
+    steps = {
+        pending[d]["step"] if d in pending else saved[d]["step"]
+        for d in run_dirs
+        if d in pending or saved[d] is not None
+    }
+    complete = len(steps) == 1 and all(d in pending or saved[d] is not None for d in run_dirs)
     for run_dir, state in pending.items():
         if complete:
             _commit_pending(run_dir, state["log"])
@@ -114,11 +143,16 @@ def _settle_pending(run_dirs: list[Path]) -> None:
             (run_dir / PENDING).unlink()
 
 
-def _resume(run_dir: Path, agent: Any, sampler: BatchSampler) -> tuple[int, list[dict]]:
-    path = run_dir / CHECKPOINT
-    if not path.exists():
+def _resume(
+    run_dir: Path, agent: Any, sampler: BatchSampler, state: dict | None | bool = True
+) -> tuple[int, list[dict]]:
+    """Load the run's checkpoint (``state``: as read already, None for none; True: read it
+    now) into ``agent``, ``sampler`` and torch's RNG; returns (step, log). No readable
+    checkpoint: (0, []), the run starts over."""
+    if state is True:
+        state = read_checkpoint(run_dir / CHECKPOINT, then="training starts over")
+    if not isinstance(state, dict):
         return 0, []
-    state = torch.load(path, weights_only=False)
     agent.load_state_dict(state["agent"])
     sampler.load_state_dict(state["sampler"])
     torch.set_rng_state(state["torch_rng"])
@@ -233,9 +267,8 @@ def train_seeds(
         agents.append(agent)
         runs.append(_Run(run_dir, setting, sampler, []))
     torch.manual_seed(settings[0].seed + 1)  # the stack's update stream
-    _settle_pending(list(run_dirs))
-    for agent, run in zip(agents, runs, strict=True):
-        step, run.log = _resume(run.run_dir, agent, run.sampler)
+    for agent, run, state in zip(agents, runs, _stack_states(list(run_dirs)), strict=True):
+        step, run.log = _resume(run.run_dir, agent, run.sampler, state)
         steps.append(step)
     if len(set(steps)) > 1:
         for run_dir, setting in zip(run_dirs, settings, strict=True):
@@ -244,6 +277,30 @@ def train_seeds(
     stack = SeedStack(agents)
     seeds = ", ".join(str(s.seed) for s in settings)
     _loop(f"{algo} seeds {seeds}", runs, steps[0], stack.update, stack.agent_state, stop_after)
+
+
+def _stack_states(run_dirs: list[Path]) -> list[dict | None]:
+    """Each run's checkpoint state for a stack (None: none), after settling its pending ones.
+
+    When a checkpoint could not be read (moved aside) while other seeds of the stack have
+    theirs, the whole stack starts over from step 0 (one warning): its seeds then train
+    together again and end with the numbers of an undamaged run (the others' checkpoints
+    are rewritten with the same states), rather than each seed alone.
+    """
+    had = [(d / CHECKPOINT).exists() or (d / PENDING).exists() for d in run_dirs]
+    _settle_pending(run_dirs)
+    states = [read_checkpoint(d / CHECKPOINT, then="training starts over") for d in run_dirs]
+    lost = [d for d, found, state in zip(run_dirs, had, states, strict=True) if found and not state]
+    if lost and any(state is not None for state in states):
+        names = ", ".join(d.name for d in lost)
+        print(
+            f"warning: {run_dirs[0].parent}: {names} lost its checkpoint; the seed stack "
+            f"({', '.join(d.name for d in run_dirs)}) starts over from step 0 to train as one",
+            file=sys.stderr,
+            flush=True,
+        )
+        return [None] * len(run_dirs)
+    return states
 
 
 def _checkpoint(runs: list[_Run], agent_state: Callable[[int], dict], step: int) -> None:

@@ -28,7 +28,7 @@ from eval.metrics import aggregate, normalised_score, summarise_seeds
 from ramac.agents.base import AGENTS, _load_all
 from ramac.envs.mujoco import FULL_HORIZON
 from ramac.errors import UserError
-from ramac.io import atomic_to_csv
+from ramac.io import atomic_to_csv, move_aside, read_table
 from reports.budget import Budget, budget_of
 from reports.html import Figure, budget_html, html_caption, table_block, write_report
 from reports.leaderboard import (
@@ -55,15 +55,55 @@ def dataset_label(name: str) -> str:
     return f"{tasks.get(task, task)}-{short}" + (f" ({version.group(1)})" if version else "")
 
 
+RECORDS = {  # the tables gathered from the run records, with the columns read from each
+    "episodes.csv": ("dataset", "algo", "seed", "return"),
+    "summary.csv": ("dataset", "algo", "seed", "run"),
+    "train_logs.csv": ("dataset", "algo", "seed", "step"),
+}
+RUN_KEYS = ["dataset", "algo", "seed"]
+
+
 def read_records(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(episodes, summary, train_logs) of a suite folder; one clear line when missing."""
-    frames = []
-    for name in ("episodes.csv", "summary.csv", "train_logs.csv"):
+    """(episodes, summary, train_logs) of a suite folder; one clear line when missing.
+
+    A table that does not read whole (empty, cut off, without its columns), or that names
+    other runs than ``summary.csv`` does (cut off at a line end), is never read as data: it
+    is moved to ``corrupt/`` and the line says how to rewrite it from the run records.
+    """
+    frames = {}
+    for name, columns in RECORDS.items():
         path = out / name
         if not path.exists():
             raise UserError(f"{path}: no records; run 'reproduce.py train' and 'evaluate' first")
-        frames.append(pd.read_csv(path))
-    return frames[0], frames[1], frames[2]
+        try:
+            frames[name] = read_table(path, columns)
+        except ValueError as exc:
+            raise _unreadable(path, str(exc)) from None
+    listed = _runs(frames["summary.csv"])
+    for name in ("episodes.csv", "train_logs.csv"):
+        found = _runs(frames[name])
+        if found != listed:  # the table with fewer runs was cut off at a line end
+            counts = f"summary.csv lists {len(listed)} runs, {name} {len(found)}"
+            if found < listed:
+                raise _unreadable(out / name, f"cut off: {counts}")
+            if listed < found:
+                raise _unreadable(out / "summary.csv", f"cut off: {counts}")
+            raise _unreadable(out / "summary.csv", f"{counts}, not the same", out / name)
+    return frames["episodes.csv"], frames["summary.csv"], frames["train_logs.csv"]
+
+
+def _runs(frame: pd.DataFrame) -> set[tuple]:
+    return set(frame[RUN_KEYS].drop_duplicates().itertuples(index=False, name=None))
+
+
+def _unreadable(path: Path, problem: str, *more: Path) -> UserError:
+    """Move the damaged table(s) to ``corrupt/`` beside them; the one-line error to raise."""
+    moved = [move_aside(p, problem, quiet=True) for p in (path, *more) if p.exists()]
+    where = ", ".join(str(m) for m in moved)
+    return UserError(
+        f"{path}: unreadable ({problem}; moved to {where}); run 'reproduce.py evaluate' with "
+        f"the same options again to rewrite it from the run records (finished runs are not redone)"
+    )
 
 
 def _order(values: pd.Series, preferred: list[str] | None) -> list[str]:

@@ -151,3 +151,26 @@ def test_a_stack_checkpoint_cut_short_by_a_kill_is_finished_or_undone(tmp_path):
     assert not (b / PENDING).exists()
     assert [torch.load(d / CHECKPOINT, weights_only=False)["step"] for d in (a, b)] == [8, 8]
     assert list(pd.read_csv(b / TRAIN_LOG)["step"]) == [8]
+
+
+def test_training_reports_its_progress_when_someone_listens(tmp_path):
+    """Start, at most one message a second, and the last step; a resumed run starts at its
+    checkpoint; a finished one says nothing."""
+    from ramac import progress
+
+    dataset, _ = make_dataset(BanditSpec(n_samples=100), seed=0)
+    settings = TrainSettings(steps=8, seed=0, checkpoint_every=4, log_every=4, progress=False)
+    overrides = {"batch_size": 8, "actor_hidden": 8, "n_steps": 2}
+    sent = []
+    with progress.reporting(sent.append), progress.job("bc/seed0"):
+        train("bc", dataset, tmp_path, settings, overrides, stop_after=4)
+        assert (sent[0].step, sent[-1].step) == (0, 4)
+        sent.clear()
+        train("bc", dataset, tmp_path, settings, overrides)  # resumes at 4
+        assert (sent[0].step, sent[-1].step) == (4, 8)
+        assert {(m.job, m.task, m.unit, m.total) for m in sent} == {
+            ("bc/seed0", "bc seed 0", "update", 8)
+        }
+        sent.clear()
+        train("bc", dataset, tmp_path, settings, overrides)  # finished: nothing to report
+    assert sent == []

@@ -102,3 +102,15 @@ def test_ray_reports_application_errors_without_retrying(ray_cluster, tmp_path):
     for folder in folders:
         assert f"{folder}: ValueError: application error" in message
         assert (folder / "attempts").read_text() == "attempt\n"  # once: not retried
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_worker_whose_parent_died_before_it_started_ends_itself():
+    """die_with_parent: a parent gone before the prctl call is caught by its pid."""
+    import subprocess
+
+    code = "from ramac.runtime import die_with_parent as d; import os; d({}); print('alive')"
+    gone = subprocess.run([sys.executable, "-c", code.format(999_999_999)], capture_output=True)
+    assert (gone.returncode, gone.stdout) == (1, b"")
+    kept = subprocess.run([sys.executable, "-c", code.format("os.getppid()")], capture_output=True)
+    assert (kept.returncode, kept.stdout) == (0, b"alive\n")

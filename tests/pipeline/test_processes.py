@@ -74,9 +74,9 @@ def command(tmp_path):
     """Start the bandit with 2 workers and runs long enough to be caught mid-run."""
     started: list[subprocess.Popen] = []
 
-    def start() -> subprocess.Popen:
+    def start(steps: int = 100_000) -> subprocess.Popen:
         out = tmp_path / "bandit"
-        args = ["bandit", "--profile", "smoke", "--steps", "100000", "--workers", "2"]
+        args = ["bandit", "--profile", "smoke", "--steps", str(steps), "--workers", "2"]
         args += ["--algos", "bc", "cvae_ql", "--out", str(out)]
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "reproduce.py"), *args],
@@ -139,8 +139,11 @@ def test_ctrl_c_at_worker_start_up_prints_one_line(command):
 
 
 def test_ctrl_c_mid_run_prints_one_line(command):
-    proc = command()
+    proc = command(steps=4000)  # checkpoints every 1,000 updates
     wait_for(lambda: len(workers_of(proc.pid)) == 2, 120, "2 workers", proc)
     workers = workers_of(proc.pid)
-    wait_for(lambda: training(proc), 180, "both runs training", proc)
+    # the slower run's first checkpoint: well into its training loop (a worker's tqdm
+    # there once left the resource tracker a semaphore to warn about under the last line)
+    first = lambda: list(proc.out.glob("runs/cvae_ql/*/checkpoint.pt"))  # noqa: E731
+    wait_for(first, 180, "a checkpoint", proc)
     _interrupt(proc, workers)
