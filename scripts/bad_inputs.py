@@ -403,6 +403,24 @@ def trained(ctx: Ctx) -> str | None:
     return _configs(runs)
 
 
+def logs_whole(ctx: Ctx) -> str | None:
+    """Every run is trained (:func:`trained`) and its train_log.csv has no cut-off line."""
+    if problem := trained(ctx):
+        return problem
+    for run in run_dirs(ctx.out):
+        text = (run / "train_log.csv").read_text()
+        lines = text.splitlines()
+        width = lines[0].count(",") if lines else -1
+        if not text.endswith("\n") or any(line.count(",") != width for line in lines):
+            return f"{run.name}: train_log.csv still cut off"
+    return None
+
+
+def suite_logs_whole(ctx: Ctx) -> str | None:
+    """The suite is complete (:func:`suite_complete`) with every run's log whole."""
+    return suite_complete(ctx) or logs_whole(ctx)
+
+
 def suite_complete(ctx: Ctx) -> str | None:
     """Every run finished with readable metrics and episodes; summary.csv has every run."""
     runs = run_dirs(ctx.out)
@@ -1030,18 +1048,20 @@ def build_cases() -> list[Case]:
             want="train",
         )
     )
-    c.append(
-        record_case(
-            "train-log-truncated",
-            cat,
-            "an unfinished run's train_log.csv truncated; train",
-            "train",
-            "suite_trained",
-            damage_run("train_log.csv", "truncate"),
-            expect=("ok", "heal"),
-            check=trained,
+    for stage, check in (("train", logs_whole), ("evaluate", suite_logs_whole)):
+        c.append(
+            record_case(
+                f"{stage}-train-log-truncated",
+                "silently accepted",
+                f"a trained run's train_log.csv cut mid-line; {stage}",
+                stage,
+                "suite_trained",
+                damage_run("train_log.csv", "truncate"),
+                expect=("ok", "heal", "error") if stage == "evaluate" else ("ok", "heal"),
+                check=check,
+                want="train_log",
+            )
         )
-    )
 
     # -- misleading (issue)
     cat = "misleading message"
@@ -1155,7 +1175,7 @@ def build_cases() -> list[Case]:
                     "report", "suite_done", args=("--workers", "3"), expect=("error",),
                     want="workers"),
         record_case("train-config-empty", cat,
-                    "an unfinished run's config.yaml zero bytes; train (the record stays empty?)",
+                    "an unfinished run's config.yaml zero bytes; train",
                     "train", "suite_trained", damage_run("config.yaml", "zero"),
                     expect=("heal", "error"), check=trained, want="config.yaml"),
     ]  # fmt: skip
