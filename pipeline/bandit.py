@@ -62,6 +62,7 @@ class BanditSuite(SuiteFile):
             if not isinstance(spec, dict):
                 raise UserError(f"{where} [bandit]: expected a mapping of BanditSpec settings")
             spec = build(BanditSpec, spec, f"{where} [bandit]")
+        spec.validated(f"{where} [bandit]")
         return dataclasses.replace(super().validated(where), bandit=spec)
 
 

@@ -46,12 +46,26 @@ CONFIG = "config.yaml"
 
 
 def algorithms(where: str, key: str, value: Any) -> list[str]:
-    """``value`` when it is a non-empty list of registered algorithm names."""
+    """``value`` when it is a non-empty list of registered algorithm names, each named once."""
     unknown = [name for name in names(where, key, value) if name not in AGENTS]
     if unknown:
         known = ", ".join(sorted(AGENTS))
         raise UserError(f"{where}: {key}: unknown algorithm(s) {', '.join(unknown)} ({known})")
-    return value
+    return once(f"{where}: {key}", value)
+
+
+def once(what: str, value: Sequence[str]) -> list[str]:
+    """``value`` when no name in it repeats: two jobs of one algorithm would share a run folder.
+
+    ``what`` names the list in the error (``<suite file>: algos``, ``--algos``).
+    """
+    repeated = [name for name in dict.fromkeys(value) if list(value).count(name) > 1]
+    if repeated:
+        raise UserError(
+            f"{what}: {', '.join(repeated)} named more than once (each algorithm runs once per "
+            "seed; name it once)"
+        )
+    return list(value)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -274,6 +288,7 @@ def seed_runs(
     trains the run), so a changed setting gets a folder of its own. Every resolved config
     is checked here, before any job starts.
     """
+    once("algos", algos)
     jobs = []
     for algo in algos:
         own = profile_overrides(algo, budget.profile.overrides)
@@ -300,11 +315,23 @@ def seed_runs(
 def write_config(job: Job, dataset: OfflineDataset, stack: list[int]) -> None:
     """``config.yaml``, written when the run starts and kept (a resumed run finds it there).
 
+    One that does not read as a run's config (zero bytes, cut off, not YAML) is moved to the
+    run folder's ``corrupt/`` with a one-line warning and written again.
+
     ``trained_with_seeds`` records the seed stack the run was trained in: its update noise
     is drawn with those seeds' (``ramac.seed_parallel``), so a rerun repeats it exactly.
     """
-    if (job.run_dir / CONFIG).exists():
-        return
+    path = job.run_dir / CONFIG
+    if path.exists():
+        try:
+            recorded = read_yaml(path)
+            if not recorded:
+                raise ValueError("empty file")
+            if "algo" not in recorded:
+                raise ValueError("no algo: not a run's config")
+            return
+        except (UserError, ValueError, OSError) as exc:  # a damaged record: rewritten below
+            move_aside(path, problem_of(exc), then="it is written again")
     config = make_config(  # as train() does
         job.algo, hyperparameter_key(dataset), job.overrides, job.schedule_scale
     )

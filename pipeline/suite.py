@@ -47,12 +47,13 @@ from pipeline.runs import (
 )
 from ramac.config import CONFIG_DIR, config_hash
 from ramac.data.behaviour import ENV_IDS
+from ramac.data.d4rl import KINDS
 from ramac.data.dataset import OfflineDataset
-from ramac.envs.hazards import HazardSpec, dataset_key, load_hazard, relabel
+from ramac.envs.hazards import HazardSpec, dataset_key, load_hazard, relabel, spec_set_path
 from ramac.envs.mujoco import task_of
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv, read_table
-from ramac.train import CHECKPOINT, TRAIN_LOG, TrainSettings
+from ramac.train import CHECKPOINT, TRAIN_LOG, TrainSettings, heal_log
 
 SUITE = "stochastic-d4rl"
 SUITE_FILE = CONFIG_DIR / "suites" / f"{SUITE}.yaml"
@@ -103,10 +104,29 @@ class D4RLSuite(SuiteFile):
 
     def validated(self, where: str) -> Self:
         names(where, "datasets", self.datasets)
+        unknown = [name for name in self.datasets if not known_dataset(name)]
+        if unknown:
+            raise UserError(
+                f"{where}: datasets: unknown dataset(s) {', '.join(unknown)} (a dataset is "
+                f"<task>-<kind>: tasks {', '.join(sorted(ENV_IDS))}; kinds {', '.join(KINDS)})"
+            )
         whole(where, "relabel_seed", self.relabel_seed, minimum=0)
         if not isinstance(self.hazards, dict) or not set(self.hazards) <= set(SOURCES):
             raise UserError(f"{where}: hazards must map {' / '.join(SOURCES)} to a hazard set")
+        for source, spec_set in self.hazards.items():
+            if not isinstance(spec_set, str):
+                raise UserError(f"{where}: hazards: {source}: expected a hazard set name")
+            try:
+                spec_set_path(spec_set)
+            except UserError as exc:
+                raise UserError(f"{where}: hazards: {source}: {exc}") from None
         return super().validated(where)
+
+
+def known_dataset(name: str) -> bool:
+    """Whether ``name`` is ``<task>-<kind>`` (a D4RL version suffix allowed) of a known task."""
+    task, _, kind = dataset_key(name).partition("-")
+    return task in ENV_IDS and kind in KINDS
 
 
 # ----------------------------------------------------------------------------- data
@@ -239,6 +259,7 @@ def run_job(job: SuiteJob) -> dict[str, Any]:
                 if not (job.run_dir / DONE).exists():
                     runs.train_run(job, job.dataset())
         return {"run": str(job.run_dir), "trained": True}
+    _heal_train_log(job)
 
     def train_and_evaluate() -> dict[str, Any]:
         dataset = job.dataset()
@@ -254,6 +275,32 @@ def run_job(job: SuiteJob) -> dict[str, Any]:
         records={EPISODES: lambda path: read_table(path, ("return",))},
         stale=functools.partial(_stale_evaluation, job),
     )
+
+
+def _heal_train_log(job: SuiteJob) -> None:
+    """A trained run's ``train_log.csv`` that does not read whole (cut mid-line, empty,
+    missing) is rewritten from its checkpoint's copy of the log (``ramac.train.heal_log``;
+    the damaged file moves to ``corrupt/``) before the run is evaluated or gathered."""
+    if not (job.run_dir / CHECKPOINT).exists():
+        return
+    try:
+        read_table(job.run_dir / TRAIN_LOG, ("step",))
+        return
+    except (ValueError, OSError):
+        pass
+    with runs.fs_errors(job.run_dir), locks.owned(job.run_dir):
+        heal_log(job.run_dir)
+
+
+def _read_train_log(path: Path) -> pd.DataFrame:
+    """A finished run's training log; one that cannot be read (and was not healed) is one line."""
+    try:
+        return read_table(path, ("step",))
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(
+            f"{path}: unreadable ({exc}) and no readable checkpoint.pt to rewrite it from; "
+            "move the run folder aside and train it again"
+        ) from None
 
 
 def _check_trained(job: SuiteJob) -> None:
@@ -340,7 +387,11 @@ def make_plan(
     names = _resolve_datasets(datasets or limits.datasets or suite.datasets, suite.datasets)
     unknown = sorted(set(names) - set(suite.datasets))
     if unknown:
-        raise UserError(f"unknown dataset(s) {', '.join(unknown)} (known: {suite.datasets})")
+        given = "--tasks" if datasets else f"{budget.where}: datasets"
+        raise UserError(
+            f"{given}: unknown dataset(s) {', '.join(unknown)} (the suite's, in {suite_file}: "
+            f"{', '.join(suite.datasets)})"
+        )
     if source not in suite.hazards:
         raise UserError(f"{suite_file}: hazards: no hazard set for {source} data")
     if checkpoint not in (None, "final", "best"):
@@ -434,7 +485,7 @@ def gather_records(plan: Plan) -> None:
     episodes = pd.concat([pd.read_csv(job.run_dir / EPISODES) for job in finished])
     summary = pd.DataFrame([json.loads((job.run_dir / METRICS).read_text()) for job in finished])
     logs = pd.concat(
-        pd.read_csv(job.run_dir / TRAIN_LOG).assign(
+        _read_train_log(job.run_dir / TRAIN_LOG).assign(
             suite=SUITE, dataset=job.data.name, algo=job.algo, seed=job.seed
         )
         for job in finished

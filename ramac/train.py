@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ramac import progress
 from ramac.agents.base import make_agent
 from ramac.data.dataset import Batch, BatchSampler, OfflineDataset
-from ramac.io import atomic_write_bytes, atomic_write_text, move_aside, problem_of
+from ramac.io import atomic_write_bytes, atomic_write_text, move_aside, problem_of, read_table
 from ramac.runtime import keep_freed_memory
 from ramac.seed_parallel import SeedStack
 
@@ -80,6 +80,34 @@ def _save(
 
 def _write_log(run_dir: Path, log: list[dict]) -> None:
     atomic_write_text(run_dir / TRAIN_LOG, pd.DataFrame(log).to_csv(index=False))
+
+
+def heal_log(run_dir: Path, log: list[dict] | None = None) -> bool:
+    """Rewrite ``train_log.csv`` from the checkpoint's copy of the log (``log``, or read from
+    ``checkpoint.pt``) when the file does not read whole: missing, empty or cut mid-line (a
+    full disk, a copy cut short). The damaged file moves to the run folder's ``corrupt/``
+    with a one-line warning. Returns whether the log was rewritten; without a readable
+    checkpoint (or with an empty log) the file is left as it is."""
+    path = run_dir / TRAIN_LOG
+    try:
+        read_table(path, ("step",))
+        return False
+    except FileNotFoundError:
+        problem = None
+    except (ValueError, OSError) as exc:
+        problem = exc
+    if log is None:
+        try:
+            state = torch.load(run_dir / CHECKPOINT, weights_only=False)
+            log = state["log"]
+        except Exception:  # noqa: BLE001 - no readable checkpoint: nothing to heal from
+            return False
+    if not log:
+        return False
+    if problem is not None:
+        move_aside(path, problem_of(problem), then=f"rewritten from {CHECKPOINT}'s copy")
+    _write_log(run_dir, log)
+    return True
 
 
 def _commit_pending(run_dir: Path, log: list[dict]) -> None:
@@ -156,6 +184,7 @@ def _resume(
     agent.load_state_dict(state["agent"])
     sampler.load_state_dict(state["sampler"])
     torch.set_rng_state(state["torch_rng"])
+    heal_log(run_dir, state["log"])  # a cut-off log file: rewritten from the checkpoint's
     return state["step"], state["log"]
 
 

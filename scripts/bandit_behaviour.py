@@ -17,7 +17,6 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,19 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ramac.agents.base import make_config  # noqa: E402
 from ramac.agents.common import make_actor  # noqa: E402
 from ramac.data.dataset import BatchSampler  # noqa: E402
-from ramac.envs.bandit import BanditSpec, make_dataset, mode_fractions  # noqa: E402
+from ramac.envs.bandit import (  # noqa: E402
+    BanditSpec,
+    make_dataset,
+    mode_fractions,
+    ring_bins_covered,
+)
 
 SPEC = BanditSpec()
 MODELS = {"diffusion": ("bc", "lr"), "flow": ("rafmac", "lr_actor")}
 PAPER_STEPS = 20_000  # the bandit's paper profile (configs/suites/bandit.yaml)
-
-
-def ring_bins_covered(actions: np.ndarray, n_bins: int = 12, share: float = 0.03) -> int:
-    """How many of n_bins equal angle bins hold at least ``share`` of the ring's samples."""
-    radius = np.linalg.norm(actions, axis=1)
-    ring = actions[np.abs(radius - SPEC.ring_radius) <= SPEC.ring_band]
-    counts, _ = np.histogram(np.arctan2(ring[:, 1], ring[:, 0]), n_bins, (-np.pi, np.pi))
-    return int((counts >= share * max(len(ring), 1)).sum())
 
 
 def fit(model: str, steps: int, batch: int, seed: int, decay: bool) -> tuple[float, int]:
@@ -63,7 +59,7 @@ def fit(model: str, steps: int, batch: int, seed: int, decay: bool) -> tuple[flo
     with torch.no_grad():
         generator = torch.Generator().manual_seed(10_000 + seed)
         actions = actor.sample(torch.zeros(1000, 1), generator).numpy()
-    return 1.0 - mode_fractions(actions, SPEC)["between_frac"], ring_bins_covered(actions)
+    return 1.0 - mode_fractions(actions, SPEC)["between_frac"], ring_bins_covered(actions, SPEC)
 
 
 def main() -> None:

@@ -174,3 +174,30 @@ def test_training_reports_its_progress_when_someone_listens(tmp_path):
         sent.clear()
         train("bc", dataset, tmp_path, settings, overrides)  # finished: nothing to report
     assert sent == []
+
+
+def test_a_cut_off_train_log_is_rewritten_from_the_checkpoints_copy(tmp_path, capsys):
+    from ramac.train import heal_log
+
+    dataset, _ = make_dataset(BanditSpec(n_samples=100), seed=0)
+    settings = TrainSettings(steps=8, seed=0, checkpoint_every=4, log_every=2, progress=False)
+    run = tmp_path / "run"
+    train("bc", dataset, run, settings, {"batch_size": 16})
+    whole = (run / TRAIN_LOG).read_bytes()
+    assert not heal_log(run)  # a whole log is left as it is
+    cut = whole[: len(whole) - 7]  # mid-line
+    (run / TRAIN_LOG).write_bytes(cut)
+    train("bc", dataset, run, settings, {"batch_size": 16})  # finished: resumes at the end
+    assert (run / TRAIN_LOG).read_bytes() == whole
+    assert (run / "corrupt" / TRAIN_LOG).read_bytes() == cut  # kept, not deleted
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train_log.csv: unreadable" in err[0] and "cut off" in err[0]
+    # Without a train() call (evaluate, gather): read from checkpoint.pt; a missing log too.
+    (run / TRAIN_LOG).write_bytes(b"")
+    assert heal_log(run) and (run / TRAIN_LOG).read_bytes() == whole
+    (run / TRAIN_LOG).unlink()
+    assert heal_log(run) and (run / TRAIN_LOG).read_bytes() == whole
+    # No readable checkpoint: nothing to heal from, the file is left for the caller to report.
+    (run / CHECKPOINT).write_bytes(b"")
+    (run / TRAIN_LOG).write_bytes(cut)
+    assert not heal_log(run) and (run / TRAIN_LOG).read_bytes() == cut

@@ -19,10 +19,13 @@ being off-support; the OOD detector measures that separately.
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Any
 
 import numpy as np
 
 from ramac.data.dataset import OfflineDataset, Provenance
+from ramac.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,55 @@ class BanditSpec:
     penalty: float = -10.0
     centre_mode_radius: float = 0.3  # "in the centre mode" for the metrics (3 std)
     ring_band: float = 0.15  # "on the ring" for the metrics: | ||a|| - radius | <= band (3 std)
+
+    def validated(self, where: str = "BanditSpec") -> BanditSpec:
+        """This spec when every value is in range, else a one-line UserError naming the field.
+
+        ``where`` names the file and block (``configs/suites/bandit.yaml [bandit]``).
+        """
+
+        def number(key: str, low: float | None = None, high: float | None = None) -> None:
+            """``key`` a finite number; above ``low`` (open), at most ``high`` (closed)."""
+            value: Any = getattr(self, key)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value)
+            ok = ok and (low is None or value > low) and (high is None or value <= high)
+            if not ok:
+                lo = "(-inf" if low is None else f"({low:g}"
+                hi = "inf)" if high is None else f"{high:g}]"
+                raise UserError(f"{where}: {key} must be a number in {lo}, {hi}, got {value!r}")
+
+        def fraction(key: str) -> None:
+            value: Any = getattr(self, key)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (ok and 0.0 <= value <= 1.0):
+                raise UserError(f"{where}: {key} must be a probability in [0, 1], got {value!r}")
+
+        n = self.n_samples
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise UserError(f"{where}: n_samples must be a whole number >= 2, got {n!r}")
+        for key in ("centre_weight", "penalty_prob"):
+            fraction(key)
+        for key in ("centre_std", "ring_std", "centre_reward_std", "ring_reward_std"):
+            number(key, low=0.0)
+        for key in ("ring_radius", "zone_radius", "centre_mode_radius", "ring_band"):
+            number(key, low=0.0)
+        for key in ("centre_reward_mean", "ring_reward_mean", "penalty"):
+            number(key)
+        # The centre zone (rewards) and the centre mode (metrics) lie inside the ring, and
+        # the metrics' "on the ring" band does not reach the centre mode.
+        if self.zone_radius >= self.ring_radius:
+            raise UserError(
+                f"{where}: zone_radius ({self.zone_radius!r}) must be below ring_radius "
+                f"({self.ring_radius!r}): the centre zone lies inside the ring"
+            )
+        if self.centre_mode_radius >= self.ring_radius - self.ring_band:
+            raise UserError(
+                f"{where}: centre_mode_radius ({self.centre_mode_radius!r}) must be below "
+                f"ring_radius - ring_band ({self.ring_radius!r} - {self.ring_band!r}): the "
+                "centre mode and the ring band must not overlap"
+            )
+        return self
 
     def analytic(self) -> dict[str, float]:
         """Mean and CVaR_0.1 of each zone's reward, for the README and the tests."""
@@ -89,6 +141,7 @@ def sample_behaviour_actions(spec: BanditSpec, n: int, rng: np.random.Generator)
 
 def make_dataset(spec: BanditSpec, seed: int) -> tuple[OfflineDataset, np.ndarray]:
     """The behaviour dataset (one-step episodes from a dummy state) and its penalty flags."""
+    spec.validated()
     rng = np.random.default_rng(seed)
     actions = sample_behaviour_actions(spec, spec.n_samples, rng)
     rewards, penalised = sample_rewards(actions, spec, rng)
@@ -123,3 +176,15 @@ def mode_fractions(actions: np.ndarray, spec: BanditSpec) -> dict[str, float]:
         "ring_frac": float(ring.mean()),
         "between_frac": float((~centre & ~ring).mean()),
     }
+
+
+def ring_bins_covered(
+    actions: np.ndarray, spec: BanditSpec, n_bins: int = 12, share: float = 0.03
+) -> int:
+    """How many of ``n_bins`` equal angle bins hold at least ``share`` of the actions on
+    the ring: whether a model covers the ring's angle, not just its radius."""
+    actions = np.asarray(actions, dtype=np.float64)
+    radius = np.linalg.norm(actions, axis=1)
+    ring = actions[np.abs(radius - spec.ring_radius) <= spec.ring_band]
+    counts, _ = np.histogram(np.arctan2(ring[:, 1], ring[:, 0]), n_bins, (-np.pi, np.pi))
+    return int((counts >= share * max(len(ring), 1)).sum())

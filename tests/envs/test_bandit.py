@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from ramac.envs.bandit import BanditSpec, make_dataset, mode_fractions, sample_rewards
+from ramac.envs.bandit import (
+    BanditSpec,
+    make_dataset,
+    mode_fractions,
+    ring_bins_covered,
+    sample_rewards,
+)
 from ramac.risk import cvar_estimate
 
 SPEC = BanditSpec()
@@ -46,3 +52,42 @@ def test_mode_fractions_on_hand_made_points():
     pts = np.array([[0.0, 0.0], [0.1, 0.1], [0.8, 0.0], [0.0, -0.85], [0.5, 0.0], [1.0, 1.0]])
     fr = mode_fractions(pts, SPEC)
     assert fr == {"centre_frac": 2 / 6, "ring_frac": 2 / 6, "between_frac": 2 / 6}
+
+
+def test_ring_bins_covered_counts_angle_bins_of_ring_actions_only():
+    spec = BanditSpec()
+    # 10 ring actions at each of 3 angles (3 of 12 bins), plus centre actions that never count
+    angles = np.repeat([0.1, 1.7, -2.5], 10)
+    ring = spec.ring_radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    actions = np.concatenate([ring, np.zeros((50, 2))])
+    assert ring_bins_covered(actions, spec) == 3
+    # a bin needs `share` of the ring samples: 1 of 31 (3.2%) counts at 3%, not at 5%
+    lone = np.concatenate([actions, spec.ring_radius * np.array([[np.cos(-1.0), np.sin(-1.0)]])])
+    assert ring_bins_covered(lone, spec, share=0.03) == 4
+    assert ring_bins_covered(lone, spec, share=0.05) == 3
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("n_samples", 1),
+        ("n_samples", 10.0),
+        ("centre_weight", -0.1),
+        ("penalty_prob", 1.5),
+        ("centre_std", 0.0),
+        ("ring_reward_std", -1.0),
+        ("ring_radius", float("nan")),
+        ("centre_mode_radius", 0.7),  # reaches the ring band (0.8 - 0.15)
+        ("zone_radius", 0.8),  # not inside the ring
+    ],
+)
+def test_an_out_of_range_spec_is_one_line_naming_the_field(field, value):
+    from ramac.errors import UserError
+
+    spec = BanditSpec(**{field: value})
+    with pytest.raises(UserError, match=rf"^where: {field}") as err:
+        spec.validated("where")
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError):
+        make_dataset(spec, seed=0)  # never samples from a bad spec
+    assert SPEC.validated() is SPEC

@@ -94,6 +94,56 @@ def test_every_stage_has_help_and_make_reproduce_options_parse():
     assert "--data" in run_cli("all", "--help").stdout
 
 
+@pytest.mark.parametrize(
+    "stage, option",
+    [
+        ("bandit", ["--suite", "x.yaml"]),
+        ("bandit", ["--tasks", "hopper"]),
+        ("bandit", ["--checkpoint", "best"]),
+        ("bandit", ["--data", "d4rl"]),
+        ("data", ["--steps", "5"]),
+        ("data", ["--algos", "bc"]),
+        ("data", ["--executor", "ray"]),
+        ("report", ["--workers", "3"]),
+        ("figures", ["--seeds", "2"]),
+        ("report", ["--no-seed-stacks"]),
+    ],
+)
+def test_a_stage_rejects_the_options_it_does_not_use(stage, option, capsys):
+    from pipeline import cli
+
+    with pytest.raises(SystemExit) as exit:
+        cli.build_parser().parse_args([stage, "--profile", "smoke", *option])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(f"error: unrecognized arguments: {' '.join(option)}")
+
+
+def test_the_options_make_and_the_readme_pass_still_parse(tmp_path, capsys):
+    from pipeline import cli
+
+    parser = cli.build_parser()
+    for argv in (
+        "bandit --profile quick --seeds 5 --steps 10 --algos bc --out o --workers 2",
+        "data --profile quick",
+        "data --profile smoke --data d4rl --out o --workers 1",
+        "data --task hopper --kind medium-expert --size 100",
+        "all --profile quick --seeds 2 --data generated",
+        "train --profile cpu --algos bc --tasks hopper --seeds 1 --executor ray --ray-address a",
+        "evaluate --profile quick --algos bc --checkpoint best --no-seed-stacks",
+        "report --profile quick",
+        "figures --profile quick --out o",
+    ):
+        parser.parse_args(argv.split())
+    # --ray-address without --executor ray: one line, before any work.
+    out = tmp_path / "out"
+    argv = ["train", "--profile", "smoke", "--ray-address", "h:1", "--out", str(out)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ray-address h:1 is for --executor ray" in err[0]
+    assert not out.exists()
+
+
 def test_data_stage_choices_match_the_generator():
     from pipeline import cli
     from ramac.data.behaviour import ENV_IDS

@@ -274,3 +274,27 @@ def test_the_suite_heals_its_records(tmp_path, monkeypatch, capsys):
     assert err.count("\n") == 1, err
     assert "no kept checkpoints" in err and "training kept only the final checkpoint" in err
     assert "train with --checkpoint best" in err and "not trained" not in err
+
+
+@pytest.mark.parametrize(
+    "damage", [b"", b"algo: [bc\n", b"- a list\n"], ids=["empty", "yaml", "list"]
+)
+def test_an_unreadable_config_of_an_unfinished_run_is_moved_aside_and_written_again(
+    tmp_path, capsys, damage
+):
+    from ramac.config import read_yaml
+    from ramac.envs.bandit import BanditSpec, make_dataset
+
+    (job,) = make_jobs(BanditSuite.read(SUITE_FILE), "smoke", 1, tmp_path / "out", ["bc"])
+    dataset, _ = make_dataset(BanditSpec(n_samples=100), seed=0)
+    runs.write_config(job, dataset, stack=[0])
+    path = job.run_dir / runs.CONFIG
+    whole = path.read_bytes()
+    runs.write_config(job, dataset, stack=[0])  # a readable config is kept as it is
+    assert path.read_bytes() == whole and not (job.run_dir / "corrupt").exists()
+    path.write_bytes(damage)
+    runs.write_config(job, dataset, stack=[0])
+    assert (job.run_dir / "corrupt" / runs.CONFIG).read_bytes() == damage  # kept, not deleted
+    assert read_yaml(path)["algo"] == "bc"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"warning: {path}: unreadable")

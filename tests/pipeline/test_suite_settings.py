@@ -98,6 +98,12 @@ EVAL = r"\[eval\]: "
         (set_in("algos", ["radac", "radak"]), r"algos: unknown algorithm\(s\) radak \("),
         (set_in("profiles.smoke.algos", ["bc", "b c"]), SMOKE + r"algos: unknown algorithm"),
         (set_in("relabel_seed", -1), r"relabel_seed must be a whole number >= 0"),
+        (set_in("datasets", ["hopper-medium-expret"]), r"datasets: unknown dataset\(s\) hopper-m"),
+        (set_in("datasets", ["ant-medium"]), r"datasets: unknown dataset\(s\) ant-medium"),
+        (set_in("hazards.generated", "nope"), r"hazards: generated: unknown hazard spec set 'nope"),
+        (set_in("profiles.smoke.datasets", ["walker2d-medium"]), SMOKE + r"datasets: unknown"),
+        (set_in("algos", ["bc", "radac", "bc"]), r": algos: bc named more than once"),
+        (set_in("profiles.smoke.algos", ["bc", "bc"]), SMOKE + r"algos: bc named more than"),
         (set_in("seeds", 3), r"unknown key\(s\) seeds"),
     ],
 )
@@ -136,9 +142,27 @@ def test_a_bad_bandit_value_is_one_line_naming_file_and_key(tmp_path):
         (set_in("profiles.smoke.n_actions", 2.5), "[profiles.smoke]: n_actions"),
         (set_in("bandit.ring_radiu", 0.8), "[bandit]: unknown key(s) ring_radiu"),
         (set_in("data_seed", "zero"), "data_seed must be a whole number >= 0"),
+        (set_in("bandit.penalty_prob", 1.5), "[bandit]: penalty_prob must be a probability"),
+        (set_in("bandit.n_samples", 0), "[bandit]: n_samples must be a whole number >= 2"),
+        (set_in("bandit.ring_std", 0), "[bandit]: ring_std must be a number in (0, inf)"),
+        (set_in("bandit.zone_radius", 0.9), "[bandit]: zone_radius (0.9) must be below"),
+        (set_in("bandit.penalty", "big"), "[bandit]: penalty must be a number"),
     ):
         path = edited(tmp_path, BANDIT, edit)
         with pytest.raises(UserError) as err:
             BanditSuite.read(path)
         assert str(err.value).startswith(str(path)) and expected in str(err.value)
         assert "\n" not in str(err.value)
+
+
+def test_an_algorithm_named_twice_on_the_command_line_is_one_line(tmp_path, capsys):
+    from pipeline.cli import main
+
+    for stage in ("bandit", "train"):
+        out = tmp_path / stage
+        assert main([stage, "--profile", "smoke", "--algos", "bc", "bc", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [err[0]] and "--algos: bc named more than once" in err[0]
+        assert not out.exists()
+    with pytest.raises(UserError, match="algos: bc named more than once"):
+        make_plan("smoke", out=tmp_path / "api", algos=["bc", "radac", "bc"])
