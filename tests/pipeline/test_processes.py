@@ -69,6 +69,10 @@ def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen):
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def command(tmp_path):
     """Start the bandit with 2 workers and runs long enough to be caught mid-run."""
@@ -86,6 +90,9 @@ def command(tmp_path):
             stderr=subprocess.PIPE,  # not a terminal: no progress bars
             text=True,
             start_new_session=True,  # its own process group: signalled as a terminal would
+            # Ctrl-C as at a terminal: a shell starts background jobs (make test & ...) with
+            # SIGINT ignored, and Python then never raises KeyboardInterrupt.
+            preexec_fn=_default_sigint,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
         proc.out = out
