@@ -163,13 +163,11 @@ def run_bandit(
 def write_bandit_outputs(
     out: Path, summary: pd.DataFrame, suite: BanditSuite, algos: list[str]
 ) -> None:
-    """Leaderboards and the figure, from ``summary.csv`` and the saved actions alone."""
-    from figures.bandit import plot_bandit
+    """Leaderboards, the figure and ``report.html``, from ``summary.csv`` and the saved
+    actions alone (``reports.bandit`` draws the figure with the data the runs recorded)."""
     from reports.bandit import write_bandit_leaderboards
 
-    algo_order = list(dict.fromkeys(algos))
-    write_bandit_leaderboards(out, summary, suite.eval.record(), algo_order)
-    plot_bandit(out, suite.bandit, suite.data_seed, algo_order, summary)
+    write_bandit_leaderboards(out, summary, suite.eval.record(), list(dict.fromkeys(algos)))
 
 
 def default_out(profile: str) -> Path:

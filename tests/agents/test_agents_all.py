@@ -15,6 +15,12 @@ OBS_DIM, ACT_DIM = 3, 2
 # Tiny networks so that the whole folder runs in seconds on one core.
 _IQN = dict(critic_hidden=16, embed_dim=8, n_cos=8, head_hidden=16, n_quantiles=4)
 _DIFF = dict(n_steps=3, actor_hidden=16, time_dim=8)
+_DQL = (
+    dict(
+        batch_size=16, critic_hidden=16, critic_layers=2, ema_start=2, ema_every=1, act_candidates=4
+    )
+    | _DIFF
+)
 TINY = {
     "radac": dict(batch_size=16, ema_start=2, ema_every=1, **_IQN, **_DIFF),
     "rafmac": dict(
@@ -25,24 +31,8 @@ TINY = {
     "oraac_published": dict(batch_size=16, actor_hidden=[16, 16], prior_hidden=16, **_IQN),
     "oraac_diff": dict(batch_size=16, actor_hidden=[16], prior_hidden=16, prior_steps=2, **_IQN),
     "oraac_flow": dict(batch_size=16, actor_hidden=[16], prior_hidden=16, prior_steps=2, **_IQN),
-    "diffusion_ql": dict(
-        batch_size=16,
-        critic_hidden=16,
-        critic_layers=2,
-        ema_start=2,
-        ema_every=1,
-        act_candidates=4,
-        **_DIFF,
-    ),
-    "diffusion_ql_flow": dict(
-        batch_size=16,
-        critic_hidden=16,
-        critic_layers=2,
-        ema_start=2,
-        ema_every=1,
-        act_candidates=4,
-        **_DIFF,
-    ),
+    "diffusion_ql": _DQL,
+    "diffusion_ql_flow": _DQL,  # the same settings, the flow actor
     "cvae_ql": dict(batch_size=16, actor_hidden=16, critic_hidden=16, critic_layers=2),
     "fql": dict(
         batch_size=16,
