@@ -12,6 +12,7 @@ import pytest
 
 import ramac.config
 from ramac.agents import AGENTS, make_agent, make_config
+from ramac.agents.base import yaml_name
 from ramac.agents.radac import RADAC, RADACConfig
 from ramac.config import CONFIG_DIR, read_yaml
 from ramac.config_checks import ANY, RULES, Rule, check_config, describe, type_problem
@@ -19,7 +20,7 @@ from ramac.errors import UserError
 
 
 def _datasets(name: str) -> list[str | None]:
-    return [None, *(read_yaml(CONFIG_DIR / "algos" / f"{name}.yaml").get("overrides") or {})]
+    return [None, *(read_yaml(CONFIG_DIR / "algos" / f"{yaml_name(name)}.yaml").get("overrides") or {})]
 
 
 def test_every_field_of_every_config_has_a_rule():

@@ -189,22 +189,40 @@ class Agent:
 
 
 class AgentEntry(NamedTuple):
-    """A registry row: the config dataclass, the agent class, the name shown in tables."""
+    """A registry row: the config dataclass, the agent class, the name shown in tables, and
+    whose ``configs/algos`` file holds its per-dataset overrides (its own by default)."""
 
     config_cls: type
     agent_cls: type[Agent]
     display_name: str
+    yaml_of: str | None = None
 
 
 # Filled by ``register`` calls in each algorithm module; ``ramac.agents`` imports them all.
 AGENTS: dict[str, AgentEntry] = {}
 
 
-def register(name: str, config_cls: type, agent_cls: type[Agent], display_name: str) -> None:
-    """Add an algorithm to :data:`AGENTS` under ``name`` (= its ``configs/algos`` file stem)."""
+def register(
+    name: str,
+    config_cls: type,
+    agent_cls: type[Agent],
+    display_name: str,
+    yaml_of: str | None = None,
+) -> None:
+    """Add an algorithm to :data:`AGENTS` under ``name`` (= its ``configs/algos`` file stem).
+
+    ``yaml_of``: a variant that differs from algorithm ``yaml_of`` only in its Config's
+    defaults reads that algorithm's per-dataset overrides, so they are never written twice
+    (``radac_public_loss`` reads ``configs/algos/radac.yaml``).
+    """
     if name in AGENTS:
         raise ValueError(f"agent '{name}' registered twice")
-    AGENTS[name] = AgentEntry(config_cls, agent_cls, display_name)
+    AGENTS[name] = AgentEntry(config_cls, agent_cls, display_name, yaml_of)
+
+
+def yaml_name(name: str) -> str:
+    """The stem of the ``configs/algos`` file that holds ``name``'s per-dataset overrides."""
+    return AGENTS[name].yaml_of or name
 
 
 def make_config(
@@ -226,8 +244,8 @@ def make_config(
     _load_all()
     if name not in AGENTS:
         raise UserError(f"unknown algorithm '{name}' (known: {', '.join(sorted(AGENTS))})")
-    values = algo_values(name, dataset)
-    where = f"configs/algos/{name}.yaml" + (f" [{dataset}]" if dataset else "")
+    values = algo_values(yaml_name(name), dataset)
+    where = f"configs/algos/{yaml_name(name)}.yaml" + (f" [{dataset}]" if dataset else "")
     sources = dict.fromkeys(values, where) | dict.fromkeys(
         overrides or {}, overrides_from or f"{name} override"
     )

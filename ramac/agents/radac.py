@@ -143,3 +143,23 @@ class RADAC(Agent):
 
 
 register("radac", RADACConfig, RADAC, "RADAC")
+
+
+@dataclass
+class RADACPublicLossConfig(RADACConfig):
+    """RADAC with THE PUBLIC RADAC CODE'S CRITIC LOSS, for comparison only."""
+
+    # The quantile Huber weight's level indexed by the target sample, not the current
+    # quantile (ramac.nets.iqn.quantile_huber_loss; agents/radac.py of KaiFukazawa/RAMAC @
+    # f2c1ed6): every quantile is pulled towards the median (docs/fidelity.md).
+    tau_weighting: str = "target"
+
+
+# Every per-dataset value is RADAC's (configs/algos/radac.yaml); only the loss differs.
+register(
+    "radac_public_loss",
+    RADACPublicLossConfig,
+    RADAC,
+    "RADAC (public code's loss bug)",
+    yaml_of="radac",
+)

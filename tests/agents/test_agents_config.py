@@ -10,6 +10,7 @@ import pytest
 
 import ramac.config
 from ramac.agents import AGENTS, make_agent, make_config
+from ramac.agents.base import yaml_name
 from ramac.agents.oraac import ORAAC, ORAACConfig, ORAACDiffConfig, ORAACFlowConfig
 from ramac.config import CONFIG_DIR, algo_values, config_hash, read_yaml
 from ramac.errors import UserError
@@ -26,6 +27,7 @@ SIX = [
 def test_registry_names_and_display_names():
     assert {name: entry.display_name for name, entry in AGENTS.items()} == {
         "radac": "RADAC",
+        "radac_public_loss": "RADAC (public code's loss bug)",
         "rafmac": "RAFMAC",
         "rafmac_public": "RAFMAC (public code)",
         "oraac": "ORAAC",
@@ -40,15 +42,24 @@ def test_registry_names_and_display_names():
         "cql": "CQL",
         "codac": "CODAC",
     }
-    for name, (config_cls, _agent_cls, display) in AGENTS.items():  # rows unpack as tuples
+    for name, (config_cls, _agent_cls, display, _yaml_of) in AGENTS.items():
         assert dataclasses.is_dataclass(config_cls) and isinstance(display, str)
-        assert (CONFIG_DIR / "algos" / f"{name}.yaml").exists(), name
+        assert (CONFIG_DIR / "algos" / f"{yaml_name(name)}.yaml").exists(), name
         assert "batch_size" in {f.name for f in dataclasses.fields(config_cls)}
         assert "device" in {f.name for f in dataclasses.fields(config_cls)}
 
 
+def test_public_loss_variant_is_radac_with_the_public_loss():
+    """RADAC (public code's loss bug) differs from RADAC in the critic's loss alone, on
+    every dataset, its overrides read from radac.yaml."""
+    for dataset in [None, *SIX, "bandit"]:
+        public, radac = make_config("radac_public_loss", dataset), make_config("radac", dataset)
+        assert public.tau_weighting == "target" and radac.tau_weighting == "current"
+        assert dataclasses.asdict(public) == dataclasses.asdict(radac) | {"tau_weighting": "target"}
+
+
 def _datasets(name: str) -> list[str | None]:
-    return [None, *(read_yaml(CONFIG_DIR / "algos" / f"{name}.yaml").get("overrides") or {})]
+    return [None, *(read_yaml(CONFIG_DIR / "algos" / f"{yaml_name(name)}.yaml").get("overrides") or {})]
 
 
 @pytest.mark.parametrize("name, dataset", [(n, d) for n in sorted(AGENTS) for d in _datasets(n)])
@@ -56,7 +67,7 @@ def test_every_default_and_override_builds(name, dataset):
     config = make_config(name, dataset)
     assert isinstance(config, AGENTS[name].config_cls)
     # Every override is applied as written; every other field is the dataclass default.
-    values = algo_values(name, dataset)
+    values = algo_values(yaml_name(name), dataset)
     assert {k: getattr(config, k) for k in values} == values
     defaults = AGENTS[name].config_cls()
     for field in dataclasses.fields(config):
@@ -70,7 +81,7 @@ def test_every_default_and_override_builds(name, dataset):
 def test_yaml_holds_only_overrides_of_config_fields(name):
     """One source per default: the YAML has no ``defaults:`` block, and every key under
     ``overrides:`` names a field of the algorithm's Config dataclass."""
-    data = read_yaml(CONFIG_DIR / "algos" / f"{name}.yaml")
+    data = read_yaml(CONFIG_DIR / "algos" / f"{yaml_name(name)}.yaml")
     assert set(data) <= {"overrides"}, f"{name}.yaml: only 'overrides:' belongs at the top"
     fields = {f.name for f in dataclasses.fields(AGENTS[name].config_cls)}
     for dataset, values in (data.get("overrides") or {}).items():
