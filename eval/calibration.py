@@ -73,6 +73,7 @@ GAP_SIGN = "predicted - empirical"
 COIN_SEED_BASE = 5_000_000
 
 Policy = Callable[[np.ndarray], np.ndarray]
+SimState = tuple[np.ndarray, np.ndarray]  # a MuJoCo state: (qpos, qvel)
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -263,16 +264,18 @@ def mc_returns(
     horizon: int,
     env_id: str | None = None,
     coin_seed: int = COIN_SEED_BASE,
+    start_state: SimState | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Discounted returns of ``n_rollouts`` rollouts of ``policy`` from one start state.
 
     Every rollout's env is reset with ``env_seed`` (the same start state: the MuJoCo
-    simulator is deterministic after the reset), rollout r with hazard coin seed
-    ``coin_seed + r``; the rollouts are stepped together and ``policy`` gets the running
-    ones' observations as one batch (its own noise makes them differ). Return = sum_t
-    gamma^t r_t (hazard penalties included) up to termination or ``horizon`` steps. Returns
-    the start observation and one row per rollout: rollout, return, length, risky_steps,
-    terminated.
+    simulator is deterministic after the reset) and then, with ``start_state`` (a visited
+    state's (qpos, qvel), :func:`visited_state`), put in that state; rollout r has hazard
+    coin seed ``coin_seed + r``; the rollouts are stepped together and ``policy`` gets the
+    running ones' observations as one batch (its own noise makes them differ). Return =
+    sum_t gamma^t r_t (hazard penalties included) up to termination or ``horizon`` steps.
+    Returns the start observation and one row per rollout: rollout, return, length,
+    risky_steps, terminated.
     """
     if n_rollouts < 1 or horizon < 1:
         raise UserError(
@@ -281,7 +284,7 @@ def mc_returns(
     if not 0.0 < gamma <= 1.0:
         raise UserError(f"calibration: gamma must lie in (0, 1], got {gamma}")
     envs = [make_env(task, hazard, coin_seed + r, horizon, env_id) for r in range(n_rollouts)]
-    obs = np.stack([env.reset(seed=int(env_seed))[0] for env in envs])
+    obs = np.stack([_start(env, int(env_seed), start_state) for env in envs])
     if not np.all(obs == obs[0]):  # a stochastic reset would break "one start state"
         raise UserError(f"calibration: resets with seed {env_seed} gave different states")
     start = obs[0].copy()
@@ -314,6 +317,40 @@ def mc_returns(
     return start, rollouts
 
 
+def _start(env: Any, env_seed: int, state: SimState | None) -> np.ndarray:
+    """Reset ``env`` with ``env_seed``; with ``state``, then set the simulator to it."""
+    obs = env.reset(seed=env_seed)[0]
+    if state is None:
+        return obs
+    env.unwrapped.set_state(*state)
+    return env.unwrapped._get_obs()
+
+
+def visited_state(
+    policy: Policy,
+    task: str,
+    hazard: HazardSpec | None,
+    env_seed: int,
+    steps: int,
+    env_id: str | None = None,
+    coin_seed: int = COIN_SEED_BASE,
+) -> SimState | None:
+    """The simulator state (qpos, qvel) after ``steps`` steps of ``policy`` from the reset
+    with ``env_seed`` (hazard coin seed ``coin_seed``); None when the episode ends before."""
+    env = make_env(task, hazard, coin_seed, steps + 1, env_id)
+    try:
+        obs = env.reset(seed=int(env_seed))[0]
+        for _ in range(steps):
+            action = np.asarray(policy(obs[None]), dtype=np.float32)[0]
+            obs, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                return None
+        data = env.unwrapped.data
+        return data.qpos.copy(), data.qvel.copy()
+    finally:
+        env.close()
+
+
 def calibrate_agent(
     agent: Any,
     task: str,
@@ -329,16 +366,21 @@ def calibrate_agent(
     n_levels: int = 1000,
     seed: int = 0,
     env_id: str | None = None,
+    visited_at: Sequence[int] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tail calibration of ``agent`` at the start states of ``env_seeds`` (the evaluation
-    episodes' recorded seeds): one row per state, and the calibration curve per state.
+    episodes' recorded seeds) and at the states the policy visits ``visited_at`` steps
+    after each: one row per state, and the calibration curve per state.
 
     Per state: ``n_rollouts`` Monte-Carlo returns (:func:`mc_returns`, discounted with
-    ``gamma``, default the agent's ``config.gamma``, truncated at ``horizon``), against the
-    critic's atoms at ``n_actions`` actions of the policy (:func:`policy_atoms`). Policy
-    noise comes from one torch generator seeded with ``seed``; the critic's actions from
-    another (``seed + 1``). Every row records the rules (gap sign, ensemble, CVaR rule) and
-    gamma^horizon, the discount weight of the truncated tail.
+    ``gamma``, default the agent's ``config.gamma``, truncated ``horizon`` steps after the
+    state), against the critic's atoms at ``n_actions`` actions of the policy
+    (:func:`policy_atoms`). A visited state is where one episode of the policy is after
+    t steps (:func:`visited_state`; skipped when that episode ends before). Policy noise
+    comes from one torch generator seeded with ``seed``; the critic's actions from another
+    (``seed + 1``). Every row records its state (``start_step``: 0 for the reset, t for a
+    visited state), the rules (gap sign, ensemble, CVaR rule) and gamma^horizon, the
+    discount weight of the truncated tail.
     """
     gamma = float(agent.config.gamma if gamma is None else gamma)
     rollout_gen = torch.Generator().manual_seed(int(seed))
@@ -349,29 +391,43 @@ def calibrate_agent(
 
     rows, curves = [], []
     for env_seed in env_seeds:
-        start, rollouts = mc_returns(
-            policy, task, hazard, int(env_seed), n_rollouts, gamma, horizon, env_id
-        )
-        atoms = policy_atoms(agent, start[None], n_actions, n_levels, critic_gen)[0]
-        summary, curve = calibration(atoms, rollouts["return"].to_numpy(), levels, alpha)
-        rows.append(
-            {"env_seed": int(env_seed)}
-            | summary
-            | {
-                "horizon": int(horizon),
-                "gamma": gamma,
-                "discount_at_horizon": gamma**horizon,
-                "mean_length": float(rollouts["length"].mean()),
-                "risky_rate": float(rollouts["risky_steps"].sum() / rollouts["length"].sum()),
-                "n_actions": int(n_actions),
-                "n_levels": int(n_levels),
-                "gap_sign": GAP_SIGN,
-                "quantiles": ENSEMBLE_RULE,
-                "cvar_rule": CVAR_RULE,
-            }
-        )
-        curves.append(curve.assign(env_seed=int(env_seed)))
+        for step in (0, *visited_at):
+            state = None
+            if step:
+                state = visited_state(policy, task, hazard, int(env_seed), step, env_id)
+                if state is None:
+                    continue
+            start, rollouts = mc_returns(
+                policy, task, hazard, int(env_seed), n_rollouts, gamma, horizon, env_id,
+                start_state=state,
+            )  # fmt: skip
+            atoms = policy_atoms(agent, start[None], n_actions, n_levels, critic_gen)[0]
+            summary, curve = calibration(atoms, rollouts["return"].to_numpy(), levels, alpha)
+            rows.append(
+                {"env_seed": int(env_seed), "start_step": int(step)}
+                | summary
+                | _rollout_record(rollouts, horizon, gamma, n_actions, n_levels)
+            )
+            curves.append(curve.assign(env_seed=int(env_seed), start_step=int(step)))
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+
+
+def _rollout_record(
+    rollouts: pd.DataFrame, horizon: int, gamma: float, n_actions: int, n_levels: int
+) -> dict[str, Any]:
+    """What a calibration row records beside its numbers: the rollouts and the rules."""
+    return {
+        "horizon": int(horizon),
+        "gamma": gamma,
+        "discount_at_horizon": gamma**horizon,
+        "mean_length": float(rollouts["length"].mean()),
+        "risky_rate": float(rollouts["risky_steps"].sum() / rollouts["length"].sum()),
+        "n_actions": int(n_actions),
+        "n_levels": int(n_levels),
+        "gap_sign": GAP_SIGN,
+        "quantiles": ENSEMBLE_RULE,
+        "cvar_rule": CVAR_RULE,
+    }
 
 
 # --------------------------------------------------------------------------------- bandit

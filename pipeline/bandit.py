@@ -111,9 +111,12 @@ def make_jobs(
     out: Path,
     algos: list[str] | None,
     steps: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> list[BanditJob]:
-    """The job list of a profile: every algorithm x seed (``steps`` overrides the budget)."""
+    """The job list of a profile: every algorithm x seed (``steps`` overrides the budget;
+    ``overrides``, settings on top of the profile's: the frontier's eta)."""
     budget = runs.plan_budget(suite, profile, SUITE_FILE, steps, seeds)
+    budget = runs.with_overrides(budget, overrides)
     settings = suite.eval
     if budget.profile.n_actions is not None:
         settings = dataclasses.replace(settings, n_actions=budget.profile.n_actions)
@@ -141,14 +144,16 @@ def run_bandit(
     executor: str = "local",
     ray_address: str | None = None,
     seed_stacks_on: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Run (or finish) every bandit job, then write the summary, leaderboards and figure.
 
     With ``seed_stacks_on`` the seeds of each method first train together as one seed stack.
+    ``overrides``: settings on top of the profile's, for every algorithm that has them.
     """
     out = out or default_out(profile)
     suite = BanditSuite.read(SUITE_FILE)
-    jobs = make_jobs(suite, profile, seeds, out, algos, steps)
+    jobs = make_jobs(suite, profile, seeds, out, algos, steps, overrides)
     runs.check_workers(workers)
     runs.check_out(out)
     start = time.perf_counter()

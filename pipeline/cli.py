@@ -47,6 +47,7 @@ STAGE_OPTIONS = {
     "report": {"out", "data", "algos", "tasks", "suite", "checkpoint"},
     "figures": {"out", "data", "algos", "tasks", "suite", "checkpoint"},
     "all": SUITE_RUN,
+    "frontier": {"out", "workers", "executor", "data", "suite", "on"},
 }
 
 
@@ -127,6 +128,14 @@ def _add_options(p: argparse.ArgumentParser, options: set[str]) -> None:
             default=None,
             help="checkpoint evaluated: final (default) or the best kept one on the evaluation "
             "env (optimistic; every table says so)",
+        )
+    if "on" in options:
+        p.add_argument(
+            "--on",
+            choices=("bandit", "suite"),
+            default="bandit",
+            help="the bandit (default) or Stochastic-D4RL (the suite file's frontier: "
+            "datasets); results in results/frontier/<suite>-<profile>/",
         )
     if "make" in options:
         p.add_argument(
@@ -238,6 +247,22 @@ def _report(args: argparse.Namespace) -> None:
             rewrite_bandit_outputs(folder)
         else:
             _suite_reports(dataclasses.replace(plan, out=folder))
+    if args.out is None:
+        _rewrite_frontiers(args.profile, args.data, bandit_out(args.profile), plan.out)
+
+
+def _rewrite_frontiers(profile: str, source: str, bandit_ref: Path, suite_ref: Path) -> None:
+    """The profile's risk-return frontiers (``ramac frontier``) that have records."""
+    from pipeline.frontier import frontier_root
+    from reports.frontier import SWEEP, write_frontier_report
+
+    for root, reference in (
+        (frontier_root("bandit", profile), bandit_ref),
+        (frontier_root(f"stochastic-d4rl-{source}", profile), suite_ref),
+    ):
+        if any(root.glob(f"*/{SWEEP}")):
+            write_frontier_report(root, reference)
+            print(f"risk-return frontier rewritten: {root / 'frontier_report.html'}")
 
 
 def _suite_of(folder: Path) -> str:
@@ -250,6 +275,23 @@ def _suite_of(folder: Path) -> str:
         return str(pd.read_csv(folder / "summary.csv", usecols=["suite"], nrows=1)["suite"].iloc[0])
     except (ValueError, IndexError, pd.errors.EmptyDataError):
         return "stochastic-d4rl" if (folder / "episodes.csv").exists() else "bandit"
+
+
+def _frontier(args: argparse.Namespace) -> None:
+    from pipeline.frontier import run_frontier
+
+    root = run_frontier(
+        args.on,
+        args.profile,
+        out=args.out,
+        workers=args.workers,
+        source=args.data,
+        suite_file=args.suite,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        seed_stacks_on=not args.no_seed_stacks,
+    )
+    print(f"risk-return frontier written: {root / 'frontier_report.html'}")
 
 
 def _all(args: argparse.Namespace) -> None:
@@ -270,6 +312,10 @@ STAGES = {
     "report": ("rewrite the leaderboards, figures and HTML report from the records", _report),
     "figures": ("rewrite the leaderboards, figures and HTML report from the records", _report),
     "all": ("the bandit, then Stochastic-D4RL: data, train, evaluate, report", _all),
+    "frontier": (
+        "the risk-return frontier: the suite file's frontier: methods at every risk weight",
+        _frontier,
+    ),
 }
 
 

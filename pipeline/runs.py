@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
-from eval.settings import names, typed, whole
+from eval.settings import names, number, typed, whole
 from pipeline import locks
 from pipeline.executors import run_jobs
 from ramac.agents import AGENTS, make_config  # the package: every algorithm registered
@@ -91,6 +91,36 @@ class Profile:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class FrontierSettings:
+    """A suite file's ``frontier:`` block: the risk-return frontier that ``ramac frontier``
+    trains (``pipeline.frontier``): ``algos`` once per value of their setting ``key``."""
+
+    algos: list[str]  # the methods swept (each has the setting ``key``)
+    key: str = "eta"  # the config setting swept: the risk weight
+    values: list[float]  # its values, from 0 (no risk term) up
+    seeds: int | None = None  # seeds per value (None: the profile's)
+    datasets: list[str] | None = None  # Stochastic-D4RL only: the datasets swept
+
+    def validated(self, where: str) -> Self:
+        algorithms(where, "algos", self.algos)
+        for algo in self.algos:
+            if self.key not in {f.name for f in dataclasses.fields(AGENTS[algo].config_cls)}:
+                raise UserError(f"{where}: key: {algo} has no setting '{self.key}'")
+        if not isinstance(self.values, list) or not self.values:
+            raise UserError(f"{where}: values must be a non-empty list of numbers")
+        values = [float(number(where, "values", v)) for v in self.values]
+        if min(values) < 0:
+            raise UserError(f"{where}: values must be >= 0, got {min(values):g}")
+        if len(set(values)) != len(values):
+            raise UserError(f"{where}: values: each value once, got {self.values}")
+        if self.seeds is not None:
+            whole(where, "seeds", self.seeds)
+        if self.datasets is not None:
+            names(where, "datasets", self.datasets)
+        return dataclasses.replace(self, values=sorted(values))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SuiteFile:
     """What every suite file states; each suite's class adds its data, evaluation and profile
     types (``profile_type``, ``eval_type``)."""
@@ -99,6 +129,7 @@ class SuiteFile:
     data_seed: int
     eval: Any
     profiles: dict[str, Any]
+    frontier: FrontierSettings | None = None  # the risk-return frontier (ramac frontier)
 
     profile_type: ClassVar[type[Profile]] = Profile
     eval_type: ClassVar[type]
@@ -113,8 +144,12 @@ class SuiteFile:
         whole(where, "data_seed", self.data_seed, minimum=0)
         if not isinstance(self.profiles, dict) or not self.profiles:
             raise UserError(f"{where}: profiles must map profile names to budgets")
+        frontier = self.frontier
+        if frontier is not None:
+            frontier = typed(FrontierSettings, frontier, f"{where} [frontier]")
         return dataclasses.replace(
             self,
+            frontier=frontier,
             eval=typed(self.eval_type, self.eval, f"{where} [eval]"),
             profiles={
                 name: typed(self.profile_type, budget, f"{where} [profiles.{name}]")
@@ -264,6 +299,17 @@ def plan_budget(
     seeds = profile.seeds if seeds is None else check_positive("seeds", seeds)
     scale = schedule_scale(suite, steps)
     return PlanBudget(name, profile, steps, seeds, scale, f"{path} [profiles.{name}]")
+
+
+def with_overrides(budget: PlanBudget, overrides: Mapping[str, Any] | None) -> PlanBudget:
+    """``budget`` with ``overrides`` on top of its profile's: a study's setting (the
+    frontier's eta) for every algorithm that has it, in the run's config and its hash."""
+    if not overrides:
+        return budget
+    profile = dataclasses.replace(
+        budget.profile, overrides={**budget.profile.overrides, **overrides}
+    )
+    return dataclasses.replace(budget, profile=profile)
 
 
 J = TypeVar("J", bound=Job)

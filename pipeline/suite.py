@@ -120,7 +120,12 @@ class D4RLSuite(SuiteFile):
                 spec_set_path(spec_set)
             except UserError as exc:
                 raise UserError(f"{where}: hazards: {source}: {exc}") from None
-        return super().validated(where)
+        suite = super().validated(where)
+        swept = suite.frontier.datasets or [] if suite.frontier else []
+        extra = [name for name in swept if name not in self.datasets]
+        if extra:
+            raise UserError(f"{where} [frontier]: datasets: {', '.join(extra)} not in datasets")
+        return suite
 
 
 def known_dataset(name: str) -> bool:
@@ -371,17 +376,21 @@ def make_plan(
     stages: tuple[str, ...] = ("train", "evaluate"),
     suite_file: Path | None = None,
     checkpoint: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> Plan:
     """Every (dataset, algorithm, seed) job of a profile, with its run folder.
 
     ``datasets`` may name tasks (``hopper``): each stands for all of its suite datasets.
-    Every setting is checked here, before any job starts.
+    ``overrides``: settings on top of the profile's (the frontier's eta). Every setting is
+    checked here, before any job starts.
     """
     suite_file = suite_file or SUITE_FILE
     if source not in SOURCES:
         raise UserError(f"unknown data source '{source}' (known: {', '.join(SOURCES)})")
     suite = D4RLSuite.read(suite_file)
-    budget = runs.plan_budget(suite, profile, suite_file, steps, seeds)
+    budget = runs.with_overrides(
+        runs.plan_budget(suite, profile, suite_file, steps, seeds), overrides
+    )
     limits = budget.profile
     algos = list(algos or limits.algos or suite.algos)
     names = _resolve_datasets(datasets or limits.datasets or suite.datasets, suite.datasets)

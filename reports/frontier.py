@@ -1,0 +1,230 @@
+"""The risk-return frontier's table, figure and page, from the sweep's records alone.
+
+``pipeline.frontier`` leaves one results folder per value of the swept setting (``sweep.json``
+says which); the profile's main results folder gives the other methods' points. Per dataset,
+method and value: the mean over seeds of the mean return (bandit: reward) and of the per-seed
+CVaR_0.1, each with a 95% percentile bootstrap interval across seeds (``eval.bootstrap``), and
+the mean OOD rate. The method's default value (the one its main run trained with, read from
+that run's ``config.yaml``) is marked.
+
+Writes into the sweep's folder: ``frontier_points.csv`` (every point, the reference methods
+too), ``frontier.{csv,tex,md,html}`` (the table), ``frontier.{png,pdf}`` and
+``frontier_report.html`` (figure, table and budget on one page).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from eval.bootstrap import bootstrap_ci
+from ramac.agents.base import AGENTS, _load_all
+from ramac.errors import UserError
+from ramac.io import atomic_to_csv, atomic_write_text
+from reports.budget import budget_of
+from reports.html import Figure, budget_html, html_caption, table_block, write_report
+from reports.leaderboard import latex_escape
+
+SWEEP = "sweep.json"  # pipeline.frontier.SWEEP (not imported: reports never import pipeline)
+# suite -> (summary column of the mean, of the CVaR, axis noun)
+METRICS = {
+    "bandit": ("mean_reward", "cvar", "reward"),
+    "stochastic-d4rl": ("mean_return", "cvar", "return"),
+}
+REPS = 2000  # bootstrap resamples (the suites' bootstrap_reps)
+
+
+def read_sweep(root: Path) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """Every value folder under ``root`` that has records: (its sweep.json, its summary)."""
+    found = []
+    for marker in sorted(root.glob(f"*/{SWEEP}")):
+        summary = marker.parent / "summary.csv"
+        if summary.exists():
+            found.append((json.loads(marker.read_text()), pd.read_csv(summary)))
+    if not found:
+        raise UserError(f"{root}: no frontier records; run 'reproduce.py frontier' first")
+    return found
+
+
+def _point(group: pd.DataFrame, mean_col: str, cvar_col: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"n_seeds": int(group["seed"].nunique())}
+    for name, column in (("mean", mean_col), ("cvar", cvar_col)):
+        values = group[column].to_numpy(dtype=np.float64)
+        row[name], row[f"{name}_low"], row[f"{name}_high"] = bootstrap_ci(values, reps=REPS)
+    row["ood_rate"] = float(group["ood_rate"].mean()) if "ood_rate" in group else float("nan")
+    return row
+
+
+def _run_config(folder: Path, row: pd.Series) -> dict[str, Any] | None:
+    parts = [row["algo"], row["run"]]
+    if row.get("suite") != "bandit":
+        parts.insert(0, row["dataset"])
+    path = folder.joinpath("runs", *map(str, parts), "config.yaml")
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def default_values(reference: pd.DataFrame, folder: Path, key: str) -> dict[tuple, float]:
+    """(dataset, algo) -> the value of ``key`` the main run trained with (its config.yaml)."""
+    defaults = {}
+    for (dataset, algo), group in reference.groupby(["dataset", "algo"], sort=False):
+        config = _run_config(folder, group.iloc[0])
+        if config and key in (config.get("algo_config") or {}):
+            defaults[(dataset, algo)] = float(config["algo_config"][key])
+    return defaults
+
+
+def frontier_points(root: Path, reference: Path | None) -> tuple[pd.DataFrame, str, str]:
+    """One row per dataset x method x value (reference methods: value NaN); the suite and the
+    swept key."""
+    _load_all()
+    sweep = read_sweep(root)
+    key = str(sweep[0][0]["key"])
+    suite = str(sweep[0][1]["suite"].iloc[0])
+    mean_col, cvar_col, _ = METRICS[suite]
+    rows = []
+    for marker, summary in sweep:
+        for (dataset, algo), group in summary.groupby(["dataset", "algo"], sort=False):
+            rows.append(
+                {"dataset": dataset, "algo": algo, "value": float(marker["value"])}
+                | _point(group, mean_col, cvar_col)
+            )
+    points = pd.DataFrame(rows)
+    swept = set(points["algo"])
+    ref_summary = None
+    if reference is not None and (reference / "summary.csv").exists():
+        ref_summary = pd.read_csv(reference / "summary.csv")
+        ref_summary = ref_summary[ref_summary["dataset"].isin(set(points["dataset"]))]
+    defaults = {}
+    if ref_summary is not None and not ref_summary.empty:
+        defaults = default_values(ref_summary, reference, key)
+        for (dataset, algo), group in ref_summary.groupby(["dataset", "algo"], sort=False):
+            if algo not in swept:
+                rows.append(
+                    {"dataset": dataset, "algo": algo, "value": np.nan}
+                    | _point(group, mean_col, cvar_col)
+                )
+    points = pd.DataFrame(rows)
+    points["label"] = [AGENTS[a].display_name if a in AGENTS else a for a in points["algo"]]
+    points["default"] = [
+        bool(np.isclose(v, defaults.get((d, a), np.nan)))
+        for d, a, v in zip(points["dataset"], points["algo"], points["value"], strict=True)
+    ]
+    return points, suite, key
+
+
+def _cell(row: pd.Series, metric: str) -> str:
+    return f"{row[metric]:.2f} [{row[f'{metric}_low']:.2f}, {row[f'{metric}_high']:.2f}]"
+
+
+def frontier_table(points: pd.DataFrame, key: str, noun: str) -> pd.DataFrame:
+    """The swept methods' points as a table: dataset, method, value (default marked), mean,
+    CVaR_0.1 (each with its interval), OOD (%)."""
+    swept = points[points["value"].notna()].sort_values(["dataset", "algo", "value"], kind="stable")
+    return pd.DataFrame(
+        {
+            "Dataset": swept["dataset"],
+            "Method": swept["label"],
+            key: [
+                f"{v:g}" + (" (default)" if d else "")
+                for v, d in zip(swept["value"], swept["default"], strict=True)
+            ],
+            "Seeds": swept["n_seeds"],
+            f"Mean {noun}": [_cell(r, "mean") for _, r in swept.iterrows()],
+            "CVaR_0.1": [_cell(r, "cvar") for _, r in swept.iterrows()],
+            "OOD (%)": [f"{100 * r:.1f}" for r in swept["ood_rate"]],
+        }
+    )
+
+
+def frontier_caption(key: str, noun: str, budget_sentence: str, n_seeds: int) -> str:
+    few = " (with fewer than 3 seeds: the range of the seeds)" if n_seeds < 3 else ""
+    return (
+        f"Risk-return frontier: each method trained at every value of its risk weight {key} "
+        f"(0: no risk term). Mean {noun} and per-seed CVaR_0.1 averaged over seeds, 95% "
+        f"percentile bootstrap interval across seeds{few} (scipy.stats.bootstrap); OOD: the mean "
+        f"share of out-of-distribution actions. (default): the value the method's main run "
+        f"uses. Final checkpoint. {budget_sentence}"
+    ).strip()
+
+
+def _latex(table: pd.DataFrame, caption: str) -> str:
+    columns = list(table.columns)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\begin{tabular}{ll" + "r" * (len(columns) - 2) + "}",
+        r"\toprule",
+        " & ".join(latex_escape(c) for c in columns) + r" \\",
+        r"\midrule",
+    ]
+    lines += [
+        " & ".join(latex_escape(str(v)) for v in row) + r" \\"
+        for row in table.itertuples(index=False)
+    ]
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        rf"\caption{{{latex_escape(caption)}}}",
+        r"\label{tab:frontier}",
+        r"\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown(table: pd.DataFrame, caption: str) -> str:
+    head = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" if i < 2 else "---:" for i in range(len(table.columns))) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *body, "", caption]) + "\n"
+
+
+def _html(table: pd.DataFrame) -> str:
+    return table.to_html(index=False, classes="leaderboard", escape=True, border=0)
+
+
+def write_frontier_report(root: Path, reference: Path | None) -> dict[str, Path]:
+    """Write the frontier's points, table (csv, tex, md, html), figure and page into ``root``."""
+    from figures.frontier import plot_frontier
+
+    points, suite, key = frontier_points(root, reference)
+    noun = METRICS[suite][2]
+    sweep = read_sweep(root)
+    summaries = pd.concat([summary for _, summary in sweep], ignore_index=True)
+    first = root / f"{sweep[0][0]['key']}-{float(sweep[0][0]['value']):g}"
+    budget = budget_of(summaries, first)  # the profile from a value folder's run configs
+    n_seeds = int(points.loc[points["value"].notna(), "n_seeds"].min())
+    caption = frontier_caption(key, noun, budget.sentence(), n_seeds)
+    table = frontier_table(points, key, noun)
+    paths = {
+        "points": atomic_to_csv(points, root / "frontier_points.csv"),
+        "csv": atomic_to_csv(table, root / "frontier.csv"),
+        "tex": atomic_write_text(root / "frontier.tex", _latex(table, caption)),
+        "md": atomic_write_text(root / "frontier.md", _markdown(table, caption)),
+        "html": atomic_write_text(root / "frontier.html", _html(table)),
+    }
+    atomic_write_text(root / "frontier.caption.txt", caption + "\n")
+    figure = plot_frontier(
+        root, points, f"CVaR_0.1 of the {noun} (per seed, mean over seeds)", f"Mean {noun}"
+    )[0]
+    figure_caption = (
+        f"Mean {noun} against CVaR_0.1, one point per value of {key} (labelled; ringed: the "
+        f"default), bars: 95% bootstrap intervals across seeds. Grey: the other methods of "
+        f"the profile's main run{f' ({reference})' if reference else ''}. "
+        f"{budget.short()}"
+    )
+    paths["report"] = write_report(
+        root / "frontier_report.html",
+        f"ramac: risk-return frontier ({suite})",
+        [
+            ("Frontier", Figure(figure, figure_caption)),
+            ("Table", table_block(_html(table), html_caption(caption))),
+        ],
+        lead=budget_html(budget),
+    )
+    return paths
