@@ -219,7 +219,7 @@ def rollout_agent(
     return episodes, np.concatenate(pairs)
 
 
-def _trained_agent(run: TrainedRun, dataset: OfflineDataset) -> tuple[Any, int]:
+def trained_agent(run: TrainedRun, dataset: OfflineDataset) -> tuple[Any, int]:
     """The agent of the run's final checkpoint; one clear line when training is unfinished
     (an unreadable checkpoint is moved to the run's ``corrupt/`` first, with a warning)."""
     path = run.run_dir / CHECKPOINT
@@ -240,7 +240,7 @@ def _rollouts(
 ) -> list[Rollout]:
     """The final checkpoint's rollout and, when snapshots are kept, every earlier snapshot's,
     in step order (a snapshot holds the same agent as the checkpoint of its step)."""
-    agent, final_step = _trained_agent(run, dataset)
+    agent, final_step = trained_agent(run, dataset)
     rollouts = [(final_step, *rollout_agent(agent, run, horizon, env_id))]
     if run.keep_snapshots:
         for path in sorted((run.run_dir / SNAPSHOT_DIR).glob("step*.pt")):

@@ -48,6 +48,7 @@ STAGE_OPTIONS = {
     "figures": {"out", "data", "algos", "tasks", "suite", "checkpoint"},
     "all": SUITE_RUN,
     "frontier": {"out", "workers", "executor", "data", "suite", "on"},
+    "calibrate": {"out", "workers", "executor", "data", "suite", "on"},
 }
 
 
@@ -134,8 +135,7 @@ def _add_options(p: argparse.ArgumentParser, options: set[str]) -> None:
             "--on",
             choices=("bandit", "suite"),
             default="bandit",
-            help="the bandit (default) or Stochastic-D4RL (the suite file's frontier: "
-            "datasets); results in results/frontier/<suite>-<profile>/",
+            help="the 2-D bandit (default) or Stochastic-D4RL",
         )
     if "make" in options:
         p.add_argument(
@@ -242,11 +242,15 @@ def _report(args: argparse.Namespace) -> None:
             f"no records in {where}; run 'reproduce.py all' (or bandit, train + "
             f"evaluate) with --profile {args.profile} first"
         )
+    from reports.calibration import write_calibration_report
+
     for folder in found:
         if _suite_of(folder) == "bandit":
             rewrite_bandit_outputs(folder)
         else:
             _suite_reports(dataclasses.replace(plan, out=folder))
+        if (folder / "calibration.csv").exists():  # ramac calibrate's records
+            print(f"tail calibration rewritten: {write_calibration_report(folder)['report']}")
     if args.out is None:
         _rewrite_frontiers(args.profile, args.data, bandit_out(args.profile), plan.out)
 
@@ -294,6 +298,23 @@ def _frontier(args: argparse.Namespace) -> None:
     print(f"risk-return frontier written: {root / 'frontier_report.html'}")
 
 
+def _calibrate(args: argparse.Namespace) -> None:
+    from pipeline.calibrate import calibrate_bandit, calibrate_suite
+    from reports.calibration import write_calibration_report
+
+    if args.on == "bandit":
+        from pipeline.bandit import default_out
+
+        table = calibrate_bandit(args.out or default_out(args.profile))
+    else:
+        plan = _plan(argparse.Namespace(**{**vars(args), "tasks": None}), ("evaluate",))
+        table = calibrate_suite(
+            plan, args.workers, executor=args.executor, ray_address=args.ray_address
+        )
+    report = write_calibration_report(table.parent)["report"]
+    print(f"tail calibration written: {table} and {report}")
+
+
 def _all(args: argparse.Namespace) -> None:
     """The bandit, then the suite; ``--out DIR`` puts them in DIR/bandit and DIR/suite."""
     bandit_out = args.out / "bandit" if args.out else None
@@ -315,6 +336,10 @@ STAGES = {
     "frontier": (
         "the risk-return frontier: the suite file's frontier: methods at every risk weight",
         _frontier,
+    ),
+    "calibrate": (
+        "does the critic know the tail? every trained IQN critic against the true returns",
+        _calibrate,
     ),
 }
 

@@ -152,7 +152,8 @@ def frontier_caption(key: str, noun: str, budget_sentence: str, n_seeds: int) ->
     ).strip()
 
 
-def _latex(table: pd.DataFrame, caption: str) -> str:
+def latex_table(table: pd.DataFrame, caption: str, label: str) -> str:
+    """``table`` as a booktabs LaTeX table (text columns left, the rest right)."""
     columns = list(table.columns)
     lines = [
         r"\begin{table}[t]",
@@ -171,13 +172,14 @@ def _latex(table: pd.DataFrame, caption: str) -> str:
         r"\bottomrule",
         r"\end{tabular}",
         rf"\caption{{{latex_escape(caption)}}}",
-        r"\label{tab:frontier}",
+        rf"\label{{{label}}}",
         r"\end{table}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _markdown(table: pd.DataFrame, caption: str) -> str:
+def markdown_table(table: pd.DataFrame, caption: str) -> str:
+    """``table`` as a Markdown table, ``caption`` below it."""
     head = "| " + " | ".join(table.columns) + " |"
     rule = "|" + "|".join("---" if i < 2 else "---:" for i in range(len(table.columns))) + "|"
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
@@ -204,8 +206,10 @@ def write_frontier_report(root: Path, reference: Path | None) -> dict[str, Path]
     paths = {
         "points": atomic_to_csv(points, root / "frontier_points.csv"),
         "csv": atomic_to_csv(table, root / "frontier.csv"),
-        "tex": atomic_write_text(root / "frontier.tex", _latex(table, caption)),
-        "md": atomic_write_text(root / "frontier.md", _markdown(table, caption)),
+        "tex": atomic_write_text(
+            root / "frontier.tex", latex_table(table, caption, "tab:frontier")
+        ),
+        "md": atomic_write_text(root / "frontier.md", markdown_table(table, caption)),
         "html": atomic_write_text(root / "frontier.html", _html(table)),
     }
     atomic_write_text(root / "frontier.caption.txt", caption + "\n")

@@ -20,7 +20,10 @@ from ramac.errors import UserError
 
 
 def _datasets(name: str) -> list[str | None]:
-    return [None, *(read_yaml(CONFIG_DIR / "algos" / f"{yaml_name(name)}.yaml").get("overrides") or {})]
+    return [
+        None,
+        *(read_yaml(CONFIG_DIR / "algos" / f"{yaml_name(name)}.yaml").get("overrides") or {}),
+    ]
 
 
 def test_every_field_of_every_config_has_a_rule():

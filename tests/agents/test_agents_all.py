@@ -23,6 +23,7 @@ _DQL = (
 )
 TINY = {
     "radac": dict(batch_size=16, ema_start=2, ema_every=1, **_IQN, **_DIFF),
+    "radac_public_loss": dict(batch_size=16, ema_start=2, ema_every=1, **_IQN, **_DIFF),
     "rafmac": dict(
         batch_size=16, ema_start=2, ema_every=1, critic_activation="leaky_relu", **_IQN, **_DIFF
     ),
@@ -93,7 +94,8 @@ def test_tau_weighting_is_a_setting_of_exactly_the_iqn_agents():
         has_iqn = isinstance(getattr(agent, "critic", None), IQNEnsemble)
         assert hasattr(agent.config, "tau_weighting") == has_iqn, name
         if has_iqn:
-            assert agent.config.tau_weighting == "current", name
+            expected = "target" if name == "radac_public_loss" else "current"
+            assert agent.config.tau_weighting == expected, name
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if hasattr(make(n).config, "tau_weighting")])

@@ -59,7 +59,10 @@ def test_public_loss_variant_is_radac_with_the_public_loss():
 
 
 def _datasets(name: str) -> list[str | None]:
-    return [None, *(read_yaml(CONFIG_DIR / "algos" / f"{yaml_name(name)}.yaml").get("overrides") or {})]
+    return [
+        None,
+        *(read_yaml(CONFIG_DIR / "algos" / f"{yaml_name(name)}.yaml").get("overrides") or {}),
+    ]
 
 
 @pytest.mark.parametrize("name, dataset", [(n, d) for n in sorted(AGENTS) for d in _datasets(n)])

@@ -26,6 +26,7 @@ from eval.calibration import (
     midpoint_levels,
     policy_atoms,
     summarise_calibration,
+    visited_state,
 )
 from eval.rollout import run_episodes
 from ramac.envs.bandit import BanditSpec, sample_rewards
@@ -218,6 +219,24 @@ def test_mc_returns_start_from_one_state_and_discount():
         mc_returns(sway, "hopper", None, 7, n_rollouts=0, gamma=0.9, horizon=5)
 
 
+def test_visited_state_is_where_the_policy_is_and_rollouts_continue_from_it():
+    state = visited_state(sway, "hopper", None, 7, steps=3)
+    env = make_env("hopper", None, 7, 20)
+    obs, _ = env.reset(seed=7)
+    for _ in range(3):
+        obs, *_ = env.step(sway(obs[None])[0].astype(np.float32))
+    np.testing.assert_array_equal(state[0], env.unwrapped.data.qpos)
+    np.testing.assert_array_equal(state[1], env.unwrapped.data.qvel)
+    start, rollouts = mc_returns(sway, "hopper", None, 7, 2, 0.9, 4, start_state=state)
+    np.testing.assert_allclose(start, obs)
+    expected = 0.0
+    for t in range(4):  # the episode's next 4 steps, discounted from the visited state
+        obs, reward, *_ = env.step(sway(obs[None])[0].astype(np.float32))
+        expected += 0.9**t * reward
+    np.testing.assert_allclose(rollouts["return"], expected, rtol=1e-6)
+    assert (rollouts["length"] == 4).all()
+
+
 def narrow_hazard():
     return dataclasses.replace(
         load_hazard("ramac-v2", "hopper-medium-replay-v2"),
@@ -249,6 +268,7 @@ def test_calibrate_agent_records_one_row_per_start_state():
         agent, "hopper", None, [3, 7], horizon=4, n_rollouts=2, n_actions=2, n_levels=20
     )
     assert list(states["env_seed"]) == [3, 7] and len(curve) == 2 * len(LEVELS)
+    assert list(states["start_step"]) == [0, 0]
     # Deterministic policy, no hazard: the return R is one number; predicted 0: gap = -R.
     np.testing.assert_allclose(states["mean_gap"], -states["empirical_mean"])
     np.testing.assert_allclose(states["cvar_gap"], -states["empirical_mean"])
@@ -257,6 +277,12 @@ def test_calibrate_agent_records_one_row_per_start_state():
     assert set(states["quantiles"]) == {"min over the ensemble per level"}
     run = summarise_calibration(states, curve)
     assert run["n_states"] == 2
+    visited, _ = calibrate_agent(
+        agent, "hopper", None, [3], horizon=4, n_rollouts=2, n_actions=2, n_levels=20,
+        visited_at=(2,),
+    )  # fmt: skip
+    assert list(visited["start_step"]) == [0, 2]  # the start state, then 2 steps later
+    assert visited["empirical_mean"].nunique() == 2
 
 
 # ---------------------------------------------------------------------------------- bandit

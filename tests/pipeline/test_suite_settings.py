@@ -105,6 +105,16 @@ EVAL = r"\[eval\]: "
         (set_in("algos", ["bc", "radac", "bc"]), r": algos: bc named more than once"),
         (set_in("profiles.smoke.algos", ["bc", "bc"]), SMOKE + r"algos: bc named more than"),
         (set_in("seeds", 3), r"unknown key\(s\) seeds"),
+        (set_in("frontier.key", "etta"), r"\[frontier\]: key: radac has no setting 'etta'"),
+        (set_in("frontier.algos", ["radac", "bc"]), r"\[frontier\]: key: bc has no setting"),
+        (set_in("frontier.values", [0.0, -1.0]), r"\[frontier\]: values must be >= 0, got -1"),
+        (set_in("frontier.values", [1.0, 1.0]), r"\[frontier\]: values: each value once"),
+        (set_in("frontier.values", []), r"\[frontier\]: values must be a non-empty list"),
+        (set_in("frontier.seeds", 0), r"\[frontier\]: seeds must be a whole number >= 1"),
+        (
+            set_in("frontier.datasets", ["walker2d-medium"]),
+            r"\[frontier\]: datasets: walker2d-medium not in datasets",
+        ),
     ],
 )
 def test_a_bad_suite_value_is_one_line_naming_file_and_key(tmp_path, edit, expected):
