@@ -8,7 +8,7 @@ PROFILE ?= quick
 SEEDS ?=
 DATA ?= generated
 
-.PHONY: help install test test-fast lint format bandit data reproduce tables figures bench clean browser
+.PHONY: help install test test-fast lint format bandit data reproduce tables figures frontier calibrate bench clean browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,14 @@ tables: $(STAMP)  ## regenerate every table from the records, without training
 
 figures: $(STAMP)  ## regenerate every figure from the records, without training
 	$(PY) reproduce.py figures --profile $(PROFILE)
+
+frontier: $(STAMP)  ## the risk-return frontier: RADAC and RAFMAC at every eta of the suite files' frontier: blocks, bandit then Stochastic-D4RL (PROFILE=quick)
+	$(PY) reproduce.py frontier --profile $(PROFILE)
+	$(PY) reproduce.py frontier --on suite --profile $(PROFILE) --data $(DATA)
+
+calibrate: $(STAMP)  ## does the critic know the tail? every trained IQN critic of the profile's bandit and suite results against the true returns
+	$(PY) reproduce.py calibrate --profile $(PROFILE)
+	$(PY) reproduce.py calibrate --on suite --profile $(PROFILE) --data $(DATA)
 
 # Headless Chromium for tests/reports/test_browser.py (skipped without it). Only where the
 # system allows: apt-get as root (or password-less sudo); anywhere else it says so and stops.
