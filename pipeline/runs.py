@@ -35,7 +35,7 @@ from ramac.data.dataset import OfflineDataset
 from ramac.errors import UserError
 from ramac.io import CORRUPT, atomic_write_text, move_aside, problem_of
 from ramac.records import package_versions, write_yaml
-from ramac.train import TrainSettings, hyperparameter_key, train, train_seeds
+from ramac.train import TrainSettings, hyperparameter_key, seed_stackable, train, train_seeds
 
 DONE = "done"
 METRICS = "metrics.json"
@@ -443,7 +443,7 @@ def seed_stacks(jobs: Sequence[Job]) -> list[tuple[Job, ...]]:
     """
     groups: dict[tuple[Path, str], list[Job]] = {}
     for job in jobs:
-        if not (job.run_dir / DONE).exists():
+        if seed_stackable(job.algo) and not (job.run_dir / DONE).exists():
             key = (job.run_dir.parent, job.run_dir.name.split("-", 1)[-1])
             groups.setdefault(key, []).append(job)
     return [SeedStack(group) for group in groups.values() if len(group) > 1]

@@ -139,9 +139,25 @@ RULES: dict[str, Rule | Callable[[Any], Rule]] = {
             "prior_layers",
             "prior_steps",
             "target_update_every",
+            # RAVL's model rollouts and dynamics ensemble (ramac.agents.ravl)
+            "model_batch_size",
+            "model_elites",  # and <= model_members (ramac.models.dynamics.DynamicsConfig)
+            "model_hidden",
+            "model_layers",
+            "model_max_epochs",
+            "model_members",
+            "model_patience",
+            "retain_epochs",
+            "rollout_batch",
+            "rollout_every",
+            "steps_k",
         ),
         AT_LEAST_ONE,
     ),
+    "model_min_epochs": NON_NEGATIVE,
+    "dataset_ratio": PROBABILITY,  # the real share of a RAVL batch
+    "model_lr": POSITIVE,
+    "model_holdout": Rule("in (0, 1)", lambda v: 0 < v < 1),  # the held-out share
     "time_dim": EVEN_AT_LEAST_4,  # sin and cos of dim/2 frequencies spread over dim/2 - 1
     # schedule lengths, in updates (0 = none)
     **dict.fromkeys(
@@ -167,6 +183,7 @@ RULES: dict[str, Rule | Callable[[Any], Rule]] = {
             "entropy_tuning",
             "normalize_q",
             "orthogonal_init",
+            "sample_reward",
         ),
         ANY,
     ),

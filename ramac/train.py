@@ -206,6 +206,14 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
+def seed_stackable(algo: str) -> bool:
+    """Whether ``algo``'s update runs under ``torch.func.vmap`` over seeds (RAVL's
+    data-dependent model rollouts do not: ``seed_stackable = False`` on its class)."""
+    from ramac.agents import AGENTS
+
+    return getattr(AGENTS[algo].agent_cls, "seed_stackable", True)
+
+
 def build_agent(
     algo: str,
     dataset: OfflineDataset,
@@ -254,6 +262,8 @@ def train(
     keep_freed_memory()
     run_dir.mkdir(parents=True, exist_ok=True)
     agent = build_agent(algo, dataset, settings.seed, overrides, settings.schedule_scale)
+    if hasattr(agent, "attach"):  # a model-based agent learns from the data itself (RAVL)
+        agent.attach(dataset, settings.seed)  # before _resume, which restores its generator
     sampler = BatchSampler(dataset, agent.config.batch_size, seed=settings.seed)
     torch.manual_seed(settings.seed + 1)  # the update's randomness: its own stream
     step, log = _resume(run_dir, agent, sampler)
@@ -284,6 +294,10 @@ def train_seeds(
     checkpoints, which it writes together; runs found at different steps (say, one
     trained alone before) are trained one after the other by :func:`train` instead.
     """
+    if not seed_stackable(algo):  # its seeds train one after the other, each as train does
+        for run_dir, setting in zip(run_dirs, settings, strict=True):
+            train(algo, dataset, run_dir, setting, overrides, stop_after)
+        return
     budget = dataclasses.replace(settings[0], seed=0)
     if any(dataclasses.replace(s, seed=0) != budget for s in settings):
         raise ValueError("the runs of a seed stack may differ only in their seed")

@@ -4,7 +4,7 @@
 Config dataclass's defaults and the dataset's overrides in ``configs/algos/<name>.yaml``.
 """
 
-from ramac.agents import bc, codac, cql, cvae_ql, diffusion_ql, fql, oraac, radac, rafmac  # noqa: F401
+from ramac.agents import bc, codac, cql, cvae_ql, diffusion_ql, fql, oraac, radac, rafmac, ravl  # noqa: F401
 from ramac.agents.base import AGENTS, Agent, AgentEntry, make_agent, make_config, register
 
 __all__ = ["AGENTS", "Agent", "AgentEntry", "make_agent", "make_config", "register"]

@@ -41,6 +41,8 @@ def test_registry_names_and_display_names():
         "bc": "BC",
         "cql": "CQL",
         "codac": "CODAC",
+        "ravl": "RAVL",
+        "ravl_cvar": "RAVL (CVaR)",
     }
     for name, (config_cls, _agent_cls, display, _yaml_of) in AGENTS.items():
         assert dataclasses.is_dataclass(config_cls) and isinstance(display, str)
