@@ -117,7 +117,27 @@ def orthogonal_init_(
             layer.bias.zero_()
 
 
-class ConservativeSAC(Agent):
+class SACTemperature:
+    """SAC's entropy temperature for an agent with ``actor`` (``sample``), ``config``
+    (``entropy_tuning``, ``alpha``), ``target_entropy`` and, when tuned, ``log_alpha`` (a
+    :class:`LogScalar`): the weight and its loss (Haarnoja et al. 2018, eq. 18)."""
+
+    def alpha(self) -> Tensor | float:
+        """The entropy weight, not differentiated (a constant when not tuned)."""
+        if self.config.entropy_tuning:
+            return self.log_alpha().detach().exp()
+        return self.config.alpha
+
+    def alpha_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """SAC's temperature loss -log alpha * (log pi + target entropy), on fresh samples."""
+        with torch.no_grad():
+            _, log_pi = self.actor.sample(b.obs)
+        log_alpha = self.log_alpha()
+        loss = -(log_alpha * (log_pi + self.target_entropy)).mean()
+        return loss, {"alpha_loss": loss.detach(), "alpha": log_alpha.detach().exp()}
+
+
+class ConservativeSAC(SACTemperature, Agent):
     """SAC with a conservative critic penalty: the actor, temperature and Lagrange parts.
 
     An update is: critic step (TD + penalty), [Lagrange multiplier step], actor step,
@@ -180,21 +200,7 @@ class ConservativeSAC(Agent):
         loss = (self.alpha() * log_pi - value).mean()
         return loss, {"actor_loss": loss.detach(), "log_pi": log_pi.detach().mean()}
 
-    def alpha_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """SAC's temperature loss -log alpha * (log pi + target entropy), on fresh samples."""
-        with torch.no_grad():
-            _, log_pi = self.actor.sample(b.obs)
-        log_alpha = self.log_alpha()
-        loss = -(log_alpha * (log_pi + self.target_entropy)).mean()
-        return loss, {"alpha_loss": loss.detach(), "alpha": log_alpha.detach().exp()}
-
     # -- shared pieces -------------------------------------------------------------------
-    def alpha(self) -> Tensor | float:
-        """The entropy weight, not differentiated (a constant when not tuned)."""
-        if self.config.entropy_tuning:
-            return self.log_alpha().detach().exp()
-        return self.config.alpha
-
     def alpha_prime(self) -> Tensor:
         """The Lagrange multiplier exp(log alpha'), clamped to [0, 1e6], not differentiated."""
         return self.log_alpha_prime().detach().exp().clamp(0.0, ALPHA_PRIME_MAX)

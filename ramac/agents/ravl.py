@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from ramac.agents import common as shared
 from ramac.agents.base import Agent, Phase, register
 from ramac.agents.common import distortion_from, make_iqn, no_param_grads, risk_quantiles
-from ramac.agents.cql import LogScalar
+from ramac.agents.cql import LogScalar, SACTemperature
 from ramac.data.dataset import Batch, OfflineDataset
 from ramac.errors import UserError
 from ramac.models.dynamics import DynamicsConfig, DynamicsEnsemble, ensure_dynamics
@@ -224,7 +224,7 @@ def mix(real: Batch, model: Batch) -> Batch:
 # ----------------------------------------------------------------------------- the agent
 
 
-class RAVL(Agent):
+class RAVL(SACTemperature, Agent):
     """SAC + EDAC Q-ensemble trained on real data mixed with model rollouts.
 
     ``attach(dataset, seed)`` gives it the data (its model, start states and real share)
@@ -334,20 +334,6 @@ class RAVL(Agent):
         """Temperature, actor, critic: agent.py ``Agent.update``'s order; no clipping."""
         phases = [Phase("alpha", self.alpha_loss)] if self.config.entropy_tuning else []
         return [*phases, Phase("actor", self.actor_loss), Phase("critic", self.critic_loss)]
-
-    def alpha(self) -> Tensor | float:
-        """The entropy weight, not differentiated (a constant when not tuned)."""
-        if self.config.entropy_tuning:
-            return self.log_alpha().detach().exp()
-        return self.config.alpha
-
-    def alpha_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """SAC's temperature loss -log alpha (log pi + target entropy), on fresh samples."""
-        with torch.no_grad():
-            _, log_pi = self.actor.sample(b.obs)
-        log_alpha = self.log_alpha()
-        loss = -(log_alpha * (log_pi + self.target_entropy)).mean()
-        return loss, {"alpha_loss": loss.detach(), "alpha": log_alpha.detach().exp()}
 
     def action_value(self, obs: Tensor, actions: Tensor) -> Tensor:
         """What the actor maximises: min_e Q_e(s, a), [B]."""

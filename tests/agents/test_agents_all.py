@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from tiny_data import tiny_dataset, tiny_model
+from tiny_data import RAVL_TINY, RAVL_TINY_IQN, tiny_dataset, tiny_model
 
 from ramac.agents import AGENTS, codac, common, make_agent
 from ramac.data.dataset import Batch
@@ -55,17 +55,7 @@ TINY = {
         cql_lagrange=True,
         entropy_tuning=True,
     ),
-    "ravl": dict(
-        batch_size=16,
-        actor_hidden=16,
-        critic_hidden=16,
-        critic_layers=2,
-        n_critics=3,
-        rollout_batch=8,
-        rollout_every=2,
-        steps_k=2,
-        dataset_ratio=0.25,
-    ),  # fmt: skip
+    "ravl": RAVL_TINY,
     "codac": dict(
         batch_size=16,
         actor_hidden=16,
@@ -77,7 +67,7 @@ TINY = {
         **_IQN,
     ),
 }
-TINY["ravl_cvar"] = TINY["ravl"] | dict(embed_dim=8, n_cos=8, head_hidden=16, n_quantiles=4)
+TINY["ravl_cvar"] = RAVL_TINY | RAVL_TINY_IQN
 NAMES = sorted(AGENTS)
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from tiny_data import tiny_dataset, tiny_model
+from tiny_data import RAVL_TINY, RAVL_TINY_IQN, tiny_dataset, tiny_model
 from torch import nn
 
 from ramac.agents import ravl
@@ -17,18 +17,7 @@ from ramac.errors import UserError
 
 OBS_DIM, ACT_DIM = 3, 2
 
-TINY = dict(
-    batch_size=16,
-    actor_hidden=16,
-    critic_hidden=16,
-    critic_layers=2,
-    n_critics=3,
-    rollout_batch=8,
-    rollout_every=2,
-    steps_k=2,
-    dataset_ratio=0.25,
-)
-TINY_IQN = dict(embed_dim=8, n_cos=8, head_hidden=16, n_quantiles=4)
+TINY, TINY_IQN = RAVL_TINY, RAVL_TINY_IQN
 
 
 def make(name: str = "ravl", max_action: float = 1.0, attach: bool = True, **extra):

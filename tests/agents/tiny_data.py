@@ -8,6 +8,12 @@ from ramac.data.dataset import OfflineDataset, Provenance
 from ramac.models.dynamics import DynamicsConfig, DynamicsEnsemble
 
 OBS_DIM, ACT_DIM = 3, 2
+# RAVL's networks, rollouts and batches at test sizes; RAVL_TINY_IQN: RAVL (CVaR)'s critic.
+RAVL_TINY = dict(
+    batch_size=16, actor_hidden=16, critic_hidden=16, critic_layers=2, n_critics=3,
+    rollout_batch=8, rollout_every=2, steps_k=2, dataset_ratio=0.25,
+)  # fmt: skip
+RAVL_TINY_IQN = dict(embed_dim=8, n_cos=8, head_hidden=16, n_quantiles=4)
 
 
 def tiny_dataset(n: int = 64, task: str = "halfcheetah", obs_dim: int = OBS_DIM) -> OfflineDataset:
