@@ -245,12 +245,12 @@ def _report(args: argparse.Namespace) -> None:
     from reports.calibration import write_calibration_report
 
     for folder in found:
+        if (folder / "calibration.csv").exists():  # ramac calibrate's records (linked below)
+            print(f"tail calibration rewritten: {write_calibration_report(folder)['report']}")
         if _suite_of(folder) == "bandit":
             rewrite_bandit_outputs(folder)
         else:
             _suite_reports(dataclasses.replace(plan, out=folder))
-        if (folder / "calibration.csv").exists():  # ramac calibrate's records
-            print(f"tail calibration rewritten: {write_calibration_report(folder)['report']}")
     if args.out is None:
         _rewrite_frontiers(args.profile, args.data, bandit_out(args.profile), plan.out)
 
@@ -303,15 +303,18 @@ def _calibrate(args: argparse.Namespace) -> None:
     from reports.calibration import write_calibration_report
 
     if args.on == "bandit":
-        from pipeline.bandit import default_out
+        from pipeline.bandit import default_out, rewrite_bandit_outputs
 
         table = calibrate_bandit(args.out or default_out(args.profile))
+        report = write_calibration_report(table.parent)["report"]
+        rewrite_bandit_outputs(table.parent)  # its report.html links the new page
     else:
         plan = _plan(argparse.Namespace(**{**vars(args), "tasks": None}), ("evaluate",))
         table = calibrate_suite(
             plan, args.workers, executor=args.executor, ray_address=args.ray_address
         )
-    report = write_calibration_report(table.parent)["report"]
+        report = write_calibration_report(table.parent)["report"]
+        _suite_reports(plan)  # its report.html links the new page
     print(f"tail calibration written: {table} and {report}")
 
 

@@ -22,7 +22,14 @@ from eval.bootstrap import bootstrap_ci
 from ramac.agents.base import AGENTS, _load_all
 from ramac.envs.bandit import BanditSpec
 from reports.budget import Budget, budget_of
-from reports.html import Figure, budget_html, html_caption, table_block, write_report
+from reports.html import (
+    Figure,
+    budget_html,
+    companion_links,
+    html_caption,
+    table_block,
+    write_report,
+)
 from reports.leaderboard import (
     MIN_SEEDS_FOR_INTERVAL,
     interval_sentence,
@@ -120,6 +127,9 @@ def write_bandit_leaderboards(
             )
         )
     sections.append(("Records", _records_html(out, summary, budget)))
+    links = companion_links(out)
+    if links:
+        sections.append(("More pages", links))
     paths["report"] = write_report(
         out / "report.html", "ramac: 2-D risky bandit", sections, lead=budget_html(budget)
     )

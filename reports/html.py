@@ -195,3 +195,18 @@ def _span(low: int, high: int, paper: int | None) -> str:
     if paper is None:
         return ours
     return ours + (" (the paper's)" if low == high == paper else f" (paper: {paper:,})")
+
+
+# Pages a results folder may hold beside its report.html (``ramac calibrate``), linked from it.
+COMPANION_PAGES = {"calibration_report.html": "Does the critic know the tail? (tail calibration)"}
+
+
+def companion_links(folder: str | os.PathLike) -> str | None:
+    """A list of links to the companion pages ``folder`` holds; None when it holds none."""
+    found = [
+        (name, title) for name, title in COMPANION_PAGES.items() if (Path(folder) / name).is_file()
+    ]
+    if not found:
+        return None
+    items = "".join(f'<li><a href="{html.escape(n)}">{html.escape(t)}</a></li>' for n, t in found)
+    return f"<ul>{items}</ul>"

@@ -30,7 +30,14 @@ from ramac.envs.mujoco import FULL_HORIZON
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv, move_aside, read_table
 from reports.budget import Budget, budget_of
-from reports.html import Figure, budget_html, html_caption, table_block, write_report
+from reports.html import (
+    Figure,
+    budget_html,
+    companion_links,
+    html_caption,
+    table_block,
+    write_report,
+)
 from reports.leaderboard import (
     MIN_SEEDS_FOR_INTERVAL,
     caption_for,
@@ -174,6 +181,9 @@ def write_suite_reports(
         what = FIGURE_CAPTIONS.get(paths[0].stem, "")
         sections.append((title, Figure(paths[0], f"{what} {budget.short()}".strip())))
     sections.append(("Records", records_html(out, summary)))
+    links = companion_links(out)
+    if links:
+        sections.append(("More pages", links))
     return write_report(
         out / "report.html", "ramac: Stochastic-D4RL", sections, lead=budget_html(budget)
     )
