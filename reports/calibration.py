@@ -30,6 +30,10 @@ from reports.frontier import latex_table, markdown_table  # noqa: E402
 from reports.html import Figure, html_caption, table_block, write_report  # noqa: E402
 
 REPS = 2000
+PUBLIC_LOSS = (
+    " RADAC (public code's loss bug): the quantile Huber weight indexed by the target sample,"
+    " as the public RADAC code computes it (ramac.nets.iqn.quantile_huber_loss)."
+)
 # suite -> (the row's group column, the truth's name, columns: predicted, truth, gap)
 LAYOUT = {
     "bandit": ("zone", "true", ("predicted_cvar", "true_cvar", "cvar_gap")),
@@ -103,9 +107,8 @@ def calibration_caption(points: pd.DataFrame) -> str:
         f"ensemble per level) of the return of the policy's action {where}. Gap = predicted "
         f"- true: positive means the critic is optimistic about the tail. Each seed averaged "
         f"over its points, then the mean over seeds with a 95% percentile bootstrap interval "
-        f"across seeds (scipy.stats.bootstrap). RADAC (public code's loss bug): the quantile "
-        f"Huber weight indexed by the target sample, as the public RADAC code computes it."
-    )
+        f"across seeds (scipy.stats.bootstrap)."
+    ) + (PUBLIC_LOSS if "radac_public_loss" in set(points["algo"]) else "")
 
 
 def plot_curves(root: Path, curve: pd.DataFrame) -> Path:
