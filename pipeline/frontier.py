@@ -105,7 +105,7 @@ def _suite_frontier(profile, out, workers, source, suite_file, execution) -> tup
     path = suite_file or SUITE_FILE
     frontier = settings_of(D4RLSuite.read(path).frontier, path)
     root = out or frontier_root(f"stochastic-d4rl-{source}", profile)
-    reference = None
+    reference = make_plan(profile, source, suite_file=path).out  # the profile's main results
     for value in frontier.values:
         folder = value_folder(root, frontier.key, value)
         plan = make_plan(
@@ -122,5 +122,4 @@ def _suite_frontier(profile, out, workers, source, suite_file, execution) -> tup
         mark_value(folder, frontier.key, value)
         run_plan(plan, workers, **execution)
         write_suite_reports(plan.out, plan.eval, plan.algos, plan.datasets)
-        reference = make_plan(profile, source, suite_file=path).out
     return root, reference
