@@ -63,8 +63,17 @@ def calibration_table(points: pd.DataFrame) -> pd.DataFrame:
     _load_all()
     suite = _suite(points)
     group, truth, (pred, true, gap) = LAYOUT[suite]
-    points = points.assign(abs_cvar_gap=points["cvar_gap"].abs())  # per point, then averaged
+    points = points.assign(
+        abs_cvar_gap=points["cvar_gap"].abs(),  # per point, then averaged
+        # the tail's width, mean - CVaR_0.1: its shape, whatever the value scale learned
+        predicted_spread=points["predicted_mean"] - points["predicted_cvar"],
+        true_spread=points["predicted_mean"]
+        - points["predicted_cvar"]
+        - points["mean_gap"]
+        + points["cvar_gap"],
+    )
     extra = ["cvar_rel_gap"] if suite == "bandit" else ["abs_cvar_gap"]
+    extra += ["predicted_spread", "true_spread"]
     columns = [pred, true, gap, *extra, "mean_gap"]
     per_seed = points.groupby(["algo", group, "seed"], sort=False)[columns].mean().reset_index()
     rows = []
@@ -82,6 +91,8 @@ def calibration_table(points: pd.DataFrame) -> pd.DataFrame:
         else:
             row["|CVaR gap|"] = _interval(seeds["abs_cvar_gap"].to_numpy())
         row["Mean gap"] = _interval(seeds["mean_gap"].to_numpy())
+        row["Spread: predicted"] = _interval(seeds["predicted_spread"].to_numpy())
+        row[f"Spread: {truth}"] = _interval(seeds["true_spread"].to_numpy())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -94,7 +105,7 @@ def calibration_caption(points: pd.DataFrame) -> str:
             "distribution (no sampling)"
         )
     else:
-        n = points.groupby(["algo", "seed"]).size().min()
+        n = points.groupby(["dataset", "algo", "seed"]).size().min()
         where = (
             f"at {n} states per run (evaluation start states and the states the policy "
             f"reaches {int(points['start_step'].max())} steps later), against the discounted "
@@ -107,7 +118,9 @@ def calibration_caption(points: pd.DataFrame) -> str:
         f"ensemble per level) of the return of the policy's action {where}. Gap = predicted "
         f"- true: positive means the critic is optimistic about the tail. Each seed averaged "
         f"over its points, then the mean over seeds with a 95% percentile bootstrap interval "
-        f"across seeds (scipy.stats.bootstrap)."
+        f"across seeds (scipy.stats.bootstrap). Spread: mean - CVaR_0.1, the width of the "
+        f"lower tail, predicted and {'true' if _suite(points) == 'bandit' else 'empirical'}: "
+        f"the tail's shape, whatever value scale the critic has learned."
     ) + (PUBLIC_LOSS if "radac_public_loss" in set(points["algo"]) else "")
 
 

@@ -43,6 +43,7 @@ def test_the_table_averages_each_seed_then_the_seeds():
         for gap in gaps:  # two ring points per seed: seed means 2, 6, 0
             rows.append(
                 {"algo": "radac", "seed": seed, "zone": "ring", "predicted_cvar": -10 + gap,
+                 "predicted_mean": 2.0,
                  "true_cvar": -10.0, "cvar_gap": gap, "cvar_rel_gap": gap / 10, "mean_gap": 0.5}
             )  # fmt: skip
     table = calibration_table(pd.DataFrame(rows))
@@ -51,6 +52,9 @@ def test_the_table_averages_each_seed_then_the_seeds():
     assert row["CVaR gap"].startswith("2.67 [")  # (2 + 6 + 0) / 3
     assert row["|gap| / |true| (%)"].startswith("26.67 [")
     assert row["Mean gap"].startswith("0.50 [0.50, 0.50]")
+    # spread = mean - CVaR: predicted 2 - (-10 + gap), true (2 - 0.5) - (-10) = 11.5
+    assert row["Spread: predicted"].startswith("9.33 [")
+    assert row["Spread: true"].startswith("11.50 [11.50, 11.50]")
 
 
 @pytest.mark.slow
