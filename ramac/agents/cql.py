@@ -117,10 +117,19 @@ def orthogonal_init_(
             layer.bias.zero_()
 
 
-class SACTemperature:
-    """SAC's entropy temperature for an agent with ``actor`` (``sample``), ``config``
-    (``entropy_tuning``, ``alpha``), ``target_entropy`` and, when tuned, ``log_alpha`` (a
-    :class:`LogScalar`): the weight and its loss (Haarnoja et al. 2018, eq. 18)."""
+class SACActor:
+    """SAC's policy and temperature losses (Haarnoja et al. 2018, eqs. 12 and 18) for an agent
+    with ``actor`` (``sample``), ``critic``, ``action_value(obs, actions)`` (what the actor
+    maximises), ``config`` (``entropy_tuning``, ``alpha``), ``target_entropy`` and, when
+    tuned, ``log_alpha`` (a :class:`LogScalar`)."""
+
+    def actor_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """SAC's policy loss E[alpha log pi(a|s) - value(s, a)], a ~ pi(. | s) reparameterised."""
+        actions, log_pi = self.actor.sample(b.obs)
+        with no_param_grads(self.critic):
+            value = self.action_value(b.obs, actions)
+        loss = (self.alpha() * log_pi - value).mean()
+        return loss, {"actor_loss": loss.detach(), "log_pi": log_pi.detach().mean()}
 
     def alpha(self) -> Tensor | float:
         """The entropy weight, not differentiated (a constant when not tuned)."""
@@ -137,7 +146,7 @@ class SACTemperature:
         return loss, {"alpha_loss": loss.detach(), "alpha": log_alpha.detach().exp()}
 
 
-class ConservativeSAC(SACTemperature, Agent):
+class ConservativeSAC(SACActor, Agent):
     """SAC with a conservative critic penalty: the actor, temperature and Lagrange parts.
 
     An update is: critic step (TD + penalty), [Lagrange multiplier step], actor step,
@@ -191,14 +200,6 @@ class ConservativeSAC(SACTemperature, Agent):
     def action_value(self, obs: Tensor, actions: Tensor) -> Tensor:
         """What the actor maximises at (s, a): [B] (min of the twin Q; CODAC: of their CVaR)."""
         raise NotImplementedError
-
-    def actor_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """SAC's policy loss E[alpha log pi(a|s) - value(s, a)], a ~ pi(. | s) reparameterised."""
-        actions, log_pi = self.actor.sample(b.obs)
-        with no_param_grads(self.critic):
-            value = self.action_value(b.obs, actions)
-        loss = (self.alpha() * log_pi - value).mean()
-        return loss, {"actor_loss": loss.detach(), "log_pi": log_pi.detach().mean()}
 
     # -- shared pieces -------------------------------------------------------------------
     def alpha_prime(self) -> Tensor:

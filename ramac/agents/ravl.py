@@ -39,8 +39,8 @@ from torch import Tensor, nn
 
 from ramac.agents import common as shared
 from ramac.agents.base import Agent, Phase, register
-from ramac.agents.common import distortion_from, make_iqn, no_param_grads, risk_quantiles
-from ramac.agents.cql import LogScalar, SACTemperature
+from ramac.agents.common import distortion_from, make_iqn, risk_quantiles
+from ramac.agents.cql import LogScalar, SACActor
 from ramac.data.dataset import Batch, OfflineDataset
 from ramac.errors import UserError
 from ramac.models.dynamics import DynamicsConfig, DynamicsEnsemble, ensure_dynamics
@@ -224,7 +224,7 @@ def mix(real: Batch, model: Batch) -> Batch:
 # ----------------------------------------------------------------------------- the agent
 
 
-class RAVL(SACTemperature, Agent):
+class RAVL(SACActor, Agent):
     """SAC + EDAC Q-ensemble trained on real data mixed with model rollouts.
 
     ``attach(dataset, seed)`` gives it the data (its model, start states and real share)
@@ -338,14 +338,6 @@ class RAVL(SACTemperature, Agent):
     def action_value(self, obs: Tensor, actions: Tensor) -> Tensor:
         """What the actor maximises: min_e Q_e(s, a), [B]."""
         return self.critic(obs, actions).min(dim=0).values
-
-    def actor_loss(self, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """SAC's policy loss E[alpha log pi(a|s) - value(s, a)], a ~ pi(. | s)."""
-        actions, log_pi = self.actor.sample(b.obs)
-        with no_param_grads(self.critic):
-            value = self.action_value(b.obs, actions)
-        loss = (self.alpha() * log_pi - value).mean()
-        return loss, {"actor_loss": loss.detach(), "log_pi": log_pi.detach().mean()}
 
     def next_values(self, b: Batch) -> tuple[Tensor, Tensor]:
         """Target actions' log pi [B] and a' ~ pi(. | s') [B, da] (no grad)."""
