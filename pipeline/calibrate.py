@@ -40,6 +40,7 @@ N_ROLLOUTS = 100  # Monte-Carlo returns per state: CVaR_0.1 is the mean of the w
 KEYS = ("suite", "dataset", "algo", "seed", "run")
 
 
+@functools.cache
 def _may_be_iqn(algo: str) -> bool:
     """Whether ``algo``'s config sets quantile levels (a cheap filter before loading a run;
     ``has_iqn_critic`` decides)."""

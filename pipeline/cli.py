@@ -262,7 +262,7 @@ def _rewrite_frontiers(profile: str, source: str, bandit_ref: Path, suite_ref: P
 
     for root, reference in (
         (frontier_root("bandit", profile), bandit_ref),
-        (frontier_root(f"stochastic-d4rl-{source}", profile), suite_ref),
+        (frontier_root("suite", profile, source), suite_ref),
     ):
         if any(root.glob(f"*/{SWEEP}")):
             write_frontier_report(root, reference)

@@ -22,13 +22,15 @@ from pipeline import runs
 from pipeline.runs import FrontierSettings
 from ramac.config import ROOT
 from ramac.errors import UserError
+from reports.frontier import SWEEP
 
-SWEEP = "sweep.json"  # in each value's folder: {"key": ..., "value": ...}
 BENCHES = ("bandit", "suite")
 
 
-def frontier_root(suite: str, profile: str) -> Path:
-    """``results/frontier/<suite>-<profile>``: one folder per suite and profile."""
+def frontier_root(on: str, profile: str, source: str = "generated") -> Path:
+    """``results/frontier/<bandit|stochastic-d4rl-<source>>-<profile>``: one folder per
+    suite (and data source) and profile."""
+    suite = "bandit" if on == "bandit" else f"stochastic-d4rl-{source}"
     return ROOT / "results" / "frontier" / f"{suite}-{profile}"
 
 
@@ -104,7 +106,7 @@ def _suite_frontier(profile, out, workers, source, suite_file, execution) -> tup
 
     path = suite_file or SUITE_FILE
     frontier = settings_of(D4RLSuite.read(path).frontier, path)
-    root = out or frontier_root(f"stochastic-d4rl-{source}", profile)
+    root = out or frontier_root("suite", profile, source)
     reference = make_plan(profile, source, suite_file=path).out  # the profile's main results
     for value in frontier.values:
         folder = value_folder(root, frontier.key, value)

@@ -25,9 +25,9 @@ import pandas as pd  # noqa: E402
 from eval.bootstrap import bootstrap_ci  # noqa: E402
 from ramac.agents.base import AGENTS, _load_all  # noqa: E402
 from ramac.errors import UserError  # noqa: E402
-from ramac.io import atomic_savefig, atomic_to_csv, atomic_write_text  # noqa: E402
-from reports.frontier import latex_table, markdown_table  # noqa: E402
+from ramac.io import atomic_savefig  # noqa: E402
 from reports.html import Figure, html_caption, table_block, write_report  # noqa: E402
+from reports.leaderboard import html_table, interval_text, write_frame_tables  # noqa: E402
 
 REPS = 2000
 PUBLIC_LOSS = (
@@ -53,8 +53,9 @@ def _suite(points: pd.DataFrame) -> str:
 
 
 def _interval(values: np.ndarray) -> str:
+    """The seeds' mean [95% bootstrap interval] (just the mean for one seed)."""
     point, low, high = bootstrap_ci(values, reps=REPS)
-    return f"{point:.2f} [{low:.2f}, {high:.2f}]" if len(values) > 1 else f"{point:.2f}"
+    return interval_text(point, low, high) if len(values) > 1 else f"{point:.2f}"
 
 
 def calibration_table(points: pd.DataFrame) -> pd.DataFrame:
@@ -159,22 +160,14 @@ def write_calibration_report(root: Path) -> dict[str, Path]:
     points, curve = read_calibration(root)
     table = calibration_table(points)
     caption = calibration_caption(points)
-    fragment = table.to_html(index=False, classes="leaderboard", border=0)
-    paths = {
-        "csv": atomic_to_csv(table, root / "calibration_table.csv"),
-        "tex": atomic_write_text(
-            root / "calibration_table.tex", latex_table(table, caption, "tab:calibration")
-        ),
-        "md": atomic_write_text(root / "calibration_table.md", markdown_table(table, caption)),
-        "html": atomic_write_text(root / "calibration_table.html", fragment + "\n"),
-    }
+    paths = write_frame_tables(table, root, "calibration_table", caption, "tab:calibration")
     figure = plot_curves(root, curve)
     truth = "the closed form" if _suite(points) == "bandit" else "the Monte-Carlo returns"
     paths["report"] = write_report(
         root / "calibration_report.html",
         f"ramac: does the critic know the tail? ({_suite(points)})",
         [
-            ("Table", table_block(fragment, html_caption(caption))),
+            ("Table", table_block(html_table(table), html_caption(caption))),
             (
                 "Calibration curves",
                 Figure(

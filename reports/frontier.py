@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,12 +25,12 @@ import yaml
 from eval.bootstrap import bootstrap_ci
 from ramac.agents.base import AGENTS, _load_all
 from ramac.errors import UserError
-from ramac.io import atomic_to_csv, atomic_write_text
+from ramac.io import atomic_to_csv
 from reports.budget import budget_of
 from reports.html import Figure, budget_html, html_caption, table_block, write_report
-from reports.leaderboard import latex_escape
+from reports.leaderboard import html_table, interval_text, write_frame_tables
 
-SWEEP = "sweep.json"  # pipeline.frontier.SWEEP (not imported: reports never import pipeline)
+SWEEP = "sweep.json"  # in each value's folder (pipeline.frontier): {"key": ..., "value": ...}
 # suite -> (summary column of the mean, of the CVaR, axis noun)
 METRICS = {
     "bandit": ("mean_reward", "cvar", "reward"),
@@ -39,13 +39,27 @@ METRICS = {
 REPS = 2000  # bootstrap resamples (the suites' bootstrap_reps)
 
 
-def read_sweep(root: Path) -> list[tuple[dict[str, Any], pd.DataFrame]]:
-    """Every value folder under ``root`` that has records: (its sweep.json, its summary)."""
+class Value(NamedTuple):
+    """One value of a sweep as its folder records it."""
+
+    folder: Path
+    key: str
+    value: float
+    summary: pd.DataFrame
+
+
+def read_sweep(root: Path) -> list[Value]:
+    """Every value folder under ``root`` that has records (``SWEEP`` and ``summary.csv``)."""
     found = []
     for marker in sorted(root.glob(f"*/{SWEEP}")):
         summary = marker.parent / "summary.csv"
         if summary.exists():
-            found.append((json.loads(marker.read_text()), pd.read_csv(summary)))
+            record = json.loads(marker.read_text())
+            found.append(
+                Value(
+                    marker.parent, str(record["key"]), float(record["value"]), pd.read_csv(summary)
+                )
+            )
     if not found:
         raise UserError(f"{root}: no frontier records; run 'reproduce.py frontier' first")
     return found
@@ -78,19 +92,18 @@ def default_values(reference: pd.DataFrame, folder: Path, key: str) -> dict[tupl
     return defaults
 
 
-def frontier_points(root: Path, reference: Path | None) -> tuple[pd.DataFrame, str, str]:
-    """One row per dataset x method x value (reference methods: value NaN); the suite and the
-    swept key."""
+def frontier_points(sweep: list[Value], reference: Path | None) -> tuple[pd.DataFrame, str, str]:
+    """One row per dataset x method x value of ``sweep`` (:func:`read_sweep`), and the
+    reference folder's other methods (value NaN); the suite and the swept key."""
     _load_all()
-    sweep = read_sweep(root)
-    key = str(sweep[0][0]["key"])
-    suite = str(sweep[0][1]["suite"].iloc[0])
+    key = sweep[0].key
+    suite = str(sweep[0].summary["suite"].iloc[0])
     mean_col, cvar_col, _ = METRICS[suite]
     rows = []
-    for marker, summary in sweep:
-        for (dataset, algo), group in summary.groupby(["dataset", "algo"], sort=False):
+    for value in sweep:
+        for (dataset, algo), group in value.summary.groupby(["dataset", "algo"], sort=False):
             rows.append(
-                {"dataset": dataset, "algo": algo, "value": float(marker["value"])}
+                {"dataset": dataset, "algo": algo, "value": value.value}
                 | _point(group, mean_col, cvar_col)
             )
     points = pd.DataFrame(rows)
@@ -118,7 +131,7 @@ def frontier_points(root: Path, reference: Path | None) -> tuple[pd.DataFrame, s
 
 
 def _cell(row: pd.Series, metric: str) -> str:
-    return f"{row[metric]:.2f} [{row[f'{metric}_low']:.2f}, {row[f'{metric}_high']:.2f}]"
+    return interval_text(row[metric], row[f"{metric}_low"], row[f"{metric}_high"])
 
 
 def frontier_table(points: pd.DataFrame, key: str, noun: str) -> pd.DataFrame:
@@ -152,67 +165,20 @@ def frontier_caption(key: str, noun: str, budget_sentence: str, n_seeds: int) ->
     ).strip()
 
 
-def latex_table(table: pd.DataFrame, caption: str, label: str) -> str:
-    """``table`` as a booktabs LaTeX table (text columns left, the rest right)."""
-    columns = list(table.columns)
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\small",
-        r"\begin{tabular}{ll" + "r" * (len(columns) - 2) + "}",
-        r"\toprule",
-        " & ".join(latex_escape(c) for c in columns) + r" \\",
-        r"\midrule",
-    ]
-    lines += [
-        " & ".join(latex_escape(str(v)) for v in row) + r" \\"
-        for row in table.itertuples(index=False)
-    ]
-    lines += [
-        r"\bottomrule",
-        r"\end{tabular}",
-        rf"\caption{{{latex_escape(caption)}}}",
-        rf"\label{{{label}}}",
-        r"\end{table}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def markdown_table(table: pd.DataFrame, caption: str) -> str:
-    """``table`` as a Markdown table, ``caption`` below it."""
-    head = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---" if i < 2 else "---:" for i in range(len(table.columns))) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([head, rule, *body, "", caption]) + "\n"
-
-
-def _html(table: pd.DataFrame) -> str:
-    return table.to_html(index=False, classes="leaderboard", escape=True, border=0)
-
-
 def write_frontier_report(root: Path, reference: Path | None) -> dict[str, Path]:
     """Write the frontier's points, table (csv, tex, md, html), figure and page into ``root``."""
     from figures.frontier import plot_frontier
 
-    points, suite, key = frontier_points(root, reference)
-    noun = METRICS[suite][2]
     sweep = read_sweep(root)
-    summaries = pd.concat([summary for _, summary in sweep], ignore_index=True)
-    first = root / f"{sweep[0][0]['key']}-{float(sweep[0][0]['value']):g}"
-    budget = budget_of(summaries, first)  # the profile from a value folder's run configs
+    points, suite, key = frontier_points(sweep, reference)
+    noun = METRICS[suite][2]
+    summaries = pd.concat([value.summary for value in sweep], ignore_index=True)
+    budget = budget_of(summaries, sweep[0].folder)  # its profile from a folder's run configs
     n_seeds = int(points.loc[points["value"].notna(), "n_seeds"].min())
     caption = frontier_caption(key, noun, budget.sentence(), n_seeds)
     table = frontier_table(points, key, noun)
-    paths = {
-        "points": atomic_to_csv(points, root / "frontier_points.csv"),
-        "csv": atomic_to_csv(table, root / "frontier.csv"),
-        "tex": atomic_write_text(
-            root / "frontier.tex", latex_table(table, caption, "tab:frontier")
-        ),
-        "md": atomic_write_text(root / "frontier.md", markdown_table(table, caption)),
-        "html": atomic_write_text(root / "frontier.html", _html(table)),
-    }
-    atomic_write_text(root / "frontier.caption.txt", caption + "\n")
+    paths = write_frame_tables(table, root, "frontier", caption, "tab:frontier")
+    paths["points"] = atomic_to_csv(points, root / "frontier_points.csv")
     figure = plot_frontier(
         root, points, f"CVaR_0.1 of the {noun} (per seed, mean over seeds)", f"Mean {noun}"
     )[0]
@@ -227,7 +193,7 @@ def write_frontier_report(root: Path, reference: Path | None) -> dict[str, Path]
         f"ramac: risk-return frontier ({suite})",
         [
             ("Frontier", Figure(figure, figure_caption)),
-            ("Table", table_block(_html(table), html_caption(caption))),
+            ("Table", table_block(html_table(table), html_caption(caption))),
         ],
         lead=budget_html(budget),
     )

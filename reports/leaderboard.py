@@ -640,3 +640,66 @@ def write_tables(
     if callable(caption):
         paths["caption"] = atomic_write_text(out / f"{stem}.caption.txt", text("csv") + "\n")
     return paths
+
+
+# ------------------------------------------------------------- plain tables (studies)
+
+
+def latex_table(table: pd.DataFrame, caption: str, label: str) -> str:
+    """``table`` as a booktabs LaTeX table (text columns left, the rest right)."""
+    columns = list(table.columns)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\begin{tabular}{ll" + "r" * (len(columns) - 2) + "}",
+        r"\toprule",
+        " & ".join(latex_escape(c) for c in columns) + r" \\",
+        r"\midrule",
+    ]
+    lines += [
+        " & ".join(latex_escape(str(v)) for v in row) + r" \\"
+        for row in table.itertuples(index=False)
+    ]
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        rf"\caption{{{latex_escape(caption)}}}",
+        rf"\label{{{label}}}",
+        r"\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table(table: pd.DataFrame, caption: str) -> str:
+    """``table`` as a Markdown table, ``caption`` below it."""
+    head = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" if i < 2 else "---:" for i in range(len(table.columns))) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *body, "", caption]) + "\n"
+
+
+def html_table(table: pd.DataFrame) -> str:
+    """``table`` as an HTML fragment with the leaderboards' styles' class."""
+    return table.to_html(index=False, classes="leaderboard", escape=True, border=0)
+
+
+def interval_text(point: float, low: float, high: float) -> str:
+    """``point [low, high]``, two decimals: a cell of the studies' tables."""
+    return f"{point:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def write_frame_tables(
+    table: pd.DataFrame, directory: str | os.PathLike, stem: str, caption: str, label: str
+) -> dict[str, Path]:
+    """A plain table (no per-cell marking: the frontier's and the calibration's) as
+    ``stem``.csv/.tex/.md/.html and its caption as ``stem``.caption.txt, each atomically."""
+    out = Path(directory)
+    paths = {
+        "csv": atomic_to_csv(table, out / f"{stem}.csv"),
+        "tex": atomic_write_text(out / f"{stem}.tex", latex_table(table, caption, label)),
+        "md": atomic_write_text(out / f"{stem}.md", markdown_table(table, caption)),
+        "html": atomic_write_text(out / f"{stem}.html", html_table(table) + "\n"),
+    }
+    paths["caption"] = atomic_write_text(out / f"{stem}.caption.txt", caption + "\n")
+    return paths

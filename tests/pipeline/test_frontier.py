@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.bandit import SUITE_FILE, BanditSuite, make_jobs
 from pipeline.frontier import SWEEP, mark_value, value_folder
-from reports.frontier import frontier_points, write_frontier_report
+from reports.frontier import frontier_points, read_sweep, write_frontier_report
 
 
 def test_a_swept_value_is_in_the_config_and_gets_a_folder_of_its_own(tmp_path):
@@ -74,7 +74,7 @@ def sweep(tmp_path) -> tuple[Path, Path]:
 
 def test_points_are_the_seeds_means_and_the_default_is_marked(sweep):
     root, reference = sweep
-    points, suite, key = frontier_points(root, reference)
+    points, suite, key = frontier_points(read_sweep(root), reference)
     assert (suite, key) == ("bandit", "eta")
     radac = points[points["algo"] == "radac"].set_index("value")
     assert list(radac.index) == [0.0, 0.5]
@@ -105,4 +105,4 @@ def test_no_records_is_one_line(tmp_path):
     from ramac.errors import UserError
 
     with pytest.raises(UserError, match="no frontier records"):
-        frontier_points(tmp_path, None)
+        read_sweep(tmp_path)
