@@ -2,8 +2,10 @@
 
 Writes under ``results/stochastic-d4rl/<data>-<profile>/`` (or ``--out``):
   runs/<dataset>/<algo>/seed<k>-<config hash>/  config.yaml, checkpoint.pt, train_log.csv,
-                                                episodes.csv, metrics.json, done (last)
+                                                episodes.csv, metrics.json, done (last);
+                                                dynamics.json (model-based runs)
   episodes.csv, summary.csv, train_logs.csv     tidy records gathered from finished runs
+  dynamics.csv                                  model-based runs (RAVL): their dynamics model
   leaderboard.*, ood.*, figures/*, report.html  written by ``reports.suite`` from the records
 
 Stages: ``data`` makes (or finds) every dataset in the main process first, so parallel
@@ -53,11 +55,13 @@ from ramac.envs.hazards import HazardSpec, dataset_key, load_hazard, relabel, sp
 from ramac.envs.mujoco import task_of
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv, read_table
-from ramac.train import CHECKPOINT, TRAIN_LOG, TrainSettings, heal_log
+from ramac.models.dynamics import record_row
+from ramac.train import CHECKPOINT, MODEL_RECORD, TRAIN_LOG, TrainSettings, heal_log
 
 SUITE = "stochastic-d4rl"
 SUITE_FILE = CONFIG_DIR / "suites" / f"{SUITE}.yaml"
 SOURCES = ("generated", "d4rl")
+DYNAMICS_TABLE = "dynamics.csv"  # model-based runs' dynamics models (reports.model_based)
 
 
 # ----------------------------------------------------------------------------- suite file
@@ -297,6 +301,12 @@ def _heal_train_log(job: SuiteJob) -> None:
         heal_log(job.run_dir)
 
 
+def _model_row(job: SuiteJob) -> dict[str, Any]:
+    """One row of ``dynamics.csv``: the run, then its dynamics model's record."""
+    record = json.loads((job.run_dir / MODEL_RECORD).read_text())
+    return {"dataset": job.data.name, "algo": job.algo, "seed": job.seed} | record_row(record)
+
+
 def _read_train_log(path: Path) -> pd.DataFrame:
     """A finished run's training log; one that cannot be read (and was not healed) is one line."""
     try:
@@ -502,6 +512,10 @@ def gather_records(plan: Plan) -> None:
     atomic_to_csv(episodes, plan.out / EPISODES)
     atomic_to_csv(summary, plan.out / "summary.csv")
     atomic_to_csv(logs, plan.out / "train_logs.csv")
+    models = [job for job in finished if (job.run_dir / MODEL_RECORD).exists()]
+    if models:  # model-based runs (RAVL): their dynamics model's record
+        rows = [_model_row(job) for job in models]
+        atomic_to_csv(pd.DataFrame(rows), plan.out / DYNAMICS_TABLE)
     curves = [job.run_dir / CURVE for job in finished if (job.run_dir / CURVE).exists()]
     if curves:
         atomic_to_csv(pd.concat(pd.read_csv(path) for path in curves), plan.out / "curves.csv")

@@ -155,6 +155,7 @@ RULES: dict[str, Rule | Callable[[Any], Rule]] = {
         AT_LEAST_ONE,
     ),
     "model_min_epochs": NON_NEGATIVE,
+    "model_seed": NON_NEGATIVE,  # the one dynamics model of a dataset (ramac.agents.ravl)
     "dataset_ratio": PROBABILITY,  # the real share of a RAVL batch
     "model_lr": POSITIVE,
     "model_holdout": Rule("in (0, 1)", lambda v: 0 < v < 1),  # the held-out share

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from ramac.seed_parallel import SeedStack
 CHECKPOINT = "checkpoint.pt"
 PENDING = "checkpoint.pending.pt"  # a seed stack's next checkpoint, until every seed has one
 TRAIN_LOG = "train_log.csv"
+MODEL_RECORD = "dynamics.json"  # a model-based run's dynamics model: provenance and errors
 
 
 @dataclasses.dataclass
@@ -264,6 +266,8 @@ def train(
     agent = build_agent(algo, dataset, settings.seed, overrides, settings.schedule_scale)
     if hasattr(agent, "attach"):  # a model-based agent learns from the data itself (RAVL)
         agent.attach(dataset, settings.seed)  # before _resume, which restores its generator
+        record = json.dumps(agent.dynamics.record, indent=1, default=str)
+        atomic_write_text(run_dir / MODEL_RECORD, record + "\n")
     sampler = BatchSampler(dataset, agent.config.batch_size, seed=settings.seed)
     torch.manual_seed(settings.seed + 1)  # the update's randomness: its own stream
     step, log = _resume(run_dir, agent, sampler)

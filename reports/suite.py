@@ -7,6 +7,7 @@ Reads ``episodes.csv``, ``summary.csv`` and ``train_logs.csv`` (written by
   leaderboard.{csv,tex,md,html}  paper Table 1 layout: dataset x {Mean, CVaR} rows
   ood.{csv,tex,md,html}          the OOD-rate table (kappa = 3, mean ± s.e. over seeds)
   {leaderboard,ood}.caption.txt  the CSVs' captions (each format has its own)
+  model_based.*                  model-based runs (RAVL): the dynamics model and the hazard
   figures/{frontier,ood,learning_curves,returns}.{png,pdf}
   report.html                    all of it on one self-contained page, under the budget
 Every caption states the budget (``reports.budget``); no interval from fewer than 3 seeds.
@@ -48,6 +49,7 @@ from reports.leaderboard import (
     to_html,
     write_tables,
 )
+from reports.model_based import write_model_based
 
 LEARNING_CURVE_METRICS = ("critic_loss", "bc_loss")  # the first one logged is plotted
 
@@ -163,6 +165,9 @@ def write_suite_reports(
     sections = _write_tables(
         out, with_seed_values(agg, per_seed, summary), summary, eval_cfg, names, datasets, budget
     )
+    model_based = write_model_based(out, summary, logs, names, budget.sentence())
+    if model_based:
+        sections.append(model_based)
     # The frontier's whiskers follow the tables: none from fewer than 3 seeds.
     labelled = [_with_labels(frame) for frame in (without_thin_intervals(agg), summary, logs)]
     labelled.append(_with_labels(episodes))

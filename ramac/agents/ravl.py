@@ -44,6 +44,7 @@ from ramac.agents.cql import LogScalar, SACActor
 from ramac.data.dataset import Batch, OfflineDataset
 from ramac.errors import UserError
 from ramac.models.dynamics import DynamicsConfig, DynamicsEnsemble, ensure_dynamics
+from ramac.models.hazard_view import hazard_share, hazard_spec_of
 from ramac.nets.common import polyak_update
 from ramac.nets.gaussian import TanhGaussianActor
 from ramac.nets.iqn import EnsembleLinear, IQNEnsemble
@@ -94,6 +95,10 @@ class RAVLConfig:
     model_max_epochs: int = 2000  # EnsembleTrainConfig.epochs
     model_min_epochs: int = 350  # EnsembleTrainConfig.min_epochs
     model_patience: int = 5  # train_dynamics_model.py: deque(maxlen=6), last 5 not improved
+    # The model's seed, not the run's: the reference trains one model (train_dynamics_model.py
+    # --seed) and every agent run loads it (train_ravl_agent.py --load_model_dir; its README,
+    # "Training"), so all seeds and both RAVL variants of a dataset share one cached model.
+    model_seed: int = 0
     device: str = "cpu"  # the torch device the agent (and its model) runs on
 
 
@@ -248,6 +253,7 @@ class RAVL(SACActor, Agent):
             self.log_alpha = self.add_net("log_alpha", LogScalar(math.log(c.alpha)))
             self.optims["alpha"] = torch.optim.Adam(self.log_alpha.parameters(), lr=c.lr_alpha)
         self.dynamics: DynamicsEnsemble | None = None
+        self.hazard = None  # the data's hazard spec, once attached
         self.buffer: ModelBuffer | None = None
         self.rng: torch.Generator | None = None
 
@@ -267,9 +273,10 @@ class RAVL(SACActor, Agent):
         dynamics: DynamicsEnsemble | None = None,
         cache_dir=None,
     ) -> None:
-        """Give the agent its dataset: the dynamics model (``dynamics``, else trained or
-        loaded by :func:`ensure_dynamics`), the rollouts' start states, and a generator
-        seeded by ``seed`` for the rollouts and the model rows of each batch."""
+        """Give the agent its dataset: the dynamics model (``dynamics``, else the one of
+        ``model_seed``, trained or loaded by :func:`ensure_dynamics`), the rollouts' start
+        states, and a generator seeded by the run's ``seed`` for the rollouts and the model
+        rows of each batch."""
         c = self.config
         if dataset.obs_dim != self.obs_dim or dataset.act_dim != self.act_dim:
             raise UserError(
@@ -277,8 +284,10 @@ class RAVL(SACActor, Agent):
                 f"differ from the agent's ({self.obs_dim}, {self.act_dim})"
             )
         if dynamics is None:
-            dynamics = ensure_dynamics(dataset, seed, dynamics_config(c), cache_dir, self.device)
+            config = dynamics_config(c)
+            dynamics = ensure_dynamics(dataset, c.model_seed, config, cache_dir, self.device)
         self.dynamics = dynamics.to(self.device).eval()
+        self.hazard = hazard_spec_of(dataset)  # to count the rollouts' hazard states
         self.start_states = torch.as_tensor(
             np.asarray(dataset.observations, dtype=np.float32), device=self.device
         )
@@ -298,16 +307,21 @@ class RAVL(SACActor, Agent):
             idx = torch.randint(
                 len(self.start_states), (n,), generator=self.rng, device=self.device
             )
-        obs, added, reward_sum = self.start_states[idx], 0, 0.0
+        obs, added, reward_sum, risky = self.start_states[idx], 0, 0.0, 0.0
         for _ in range(c.steps_k):
             actions, _ = self.actor.sample(obs, generator=self.rng)
             next_obs, rewards, done = self.dynamics.step(obs, actions, self.rng, c.sample_reward)
             self.buffer.add(obs, actions, rewards, next_obs, done)
+            if self.hazard is not None:
+                risky += hazard_share(self.hazard, next_obs) * len(obs)
             added, reward_sum = added + len(obs), reward_sum + float(rewards.sum())
             obs = next_obs[~done]
             if not len(obs):
                 break
-        return {"rollout_length": added / n, "model_reward": reward_sum / max(added, 1)}
+        stats = {"rollout_length": added / n, "model_reward": reward_sum / max(added, 1)}
+        if self.hazard is not None:  # the share of model steps that end in the hazard region
+            stats["model_hazard_rate"] = risky / max(added, 1)
+        return stats
 
     def mixed_batch(self, real: Batch) -> Batch:
         """int(dataset_ratio x B) real rows, the rest from the model buffer (B = the real

@@ -41,6 +41,7 @@ healthy conditions (hopper, walker2d; halfcheetah never ends).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import io
 import json
@@ -58,6 +59,7 @@ from torch import Tensor, nn
 from ramac.data.dataset import OfflineDataset
 from ramac.errors import UserError
 from ramac.io import atomic_write_bytes, atomic_write_text
+from ramac.models.hazard_view import penalty_fidelity
 from ramac.nets.iqn import EnsembleLinear
 
 REF = "anyasims/edge-of-reach @ 18b5085"  # the reference code every default below cites
@@ -215,6 +217,7 @@ class DynamicsEnsemble(nn.Module):
         self.register_buffer("obs_low", torch.full((obs_dim,), -math.inf))
         self.register_buffer("obs_high", torch.full((obs_dim,), math.inf))
         self.register_buffer("elites", torch.arange(c.n_elites))
+        self.record: dict[str, Any] = {}  # provenance and held-out figures (ensure_dynamics)
 
     @property
     def n_members(self) -> int:
@@ -389,8 +392,7 @@ def train_dynamics(
     if n_hold < 1 or n - n_hold < 1:
         raise UserError(f"dataset {dataset.provenance.id}: too few rows ({n}) to hold out data")
     g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=g).to(device)
-    hold, train = perm[:n_hold], perm[n_hold:]
+    hold, train = (rows.to(device) for rows in holdout_split(n, c.holdout_ratio, g))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = DynamicsEnsemble(dataset.obs_dim, dataset.act_dim, task_of_dataset(dataset), c)
@@ -428,8 +430,37 @@ def train_dynamics(
         "train_seconds": round(time.perf_counter() - start, 3),
         "n_train": int(n - n_hold),
         "n_holdout": int(n_hold),
+        **one_step_errors(model, inputs[hold], targets[hold]),
     }
     return model, info
+
+
+def holdout_split(n: int, ratio: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(held-out rows, training rows) of n: the first int(n x ratio) of a random order."""
+    perm = torch.randperm(n, generator=generator)
+    n_hold = int(n * ratio)
+    return perm[:n_hold], perm[n_hold:]
+
+
+@torch.no_grad()
+def one_step_errors(model: DynamicsEnsemble, inputs: Tensor, targets: Tensor) -> dict[str, float]:
+    """Held-out one-step MSE in data units, of the elites' mean prediction: of the next
+    state against a model that predicts no change (s' = s), and of the reward."""
+    ds = model.obs_dim
+    obs, actions = inputs[:, :ds], inputs[:, ds:]
+    state_se = reward_se = 0.0
+    for start in range(0, len(obs), 8192):
+        chunk = slice(start, start + 8192)
+        mean, _ = model.predict(obs[chunk], actions[chunk])
+        error = mean[model.elites].mean(dim=0) - targets[chunk]
+        state_se += float(error[:, :-1].pow(2).mean(dim=-1).sum())
+        reward_se += float(error[:, -1].pow(2).sum())
+    n = max(len(obs), 1)
+    return {
+        "heldout_state_mse": state_se / n,
+        "no_change_state_mse": float(targets[:, :-1].pow(2).mean()) if len(obs) else 0.0,
+        "heldout_reward_mse": reward_se / n,
+    }
 
 
 def _train_epoch(
@@ -496,6 +527,7 @@ def load_dynamics(path: Path, device: str | torch.device = "cpu") -> DynamicsEns
         )
         model = DynamicsEnsemble(state["obs_dim"], state["act_dim"], state["task"], config)
         model.load_state_dict(state["weights"])
+        model.record = state.get("record", {})
     except (OSError, KeyError, RuntimeError, TypeError) as exc:
         raise UserError(f"{path}: not a readable dynamics model ({exc})") from None
     return model.to(device)
@@ -509,19 +541,39 @@ def ensure_dynamics(
     device: str | torch.device = "cpu",
 ) -> DynamicsEnsemble:
     """The ensemble for (dataset, seed, config): loaded from the cache, else trained and
-    saved there (``data/models/`` by default) with ``<name>.json`` recording its provenance."""
+    saved there (``data/models/`` by default) with ``<name>.json`` recording its provenance,
+    held-out errors and what it sees of the data's hazard. Processes that want the same
+    model wait on a lock file, so it is trained once however many runs start together; its
+    record is ``model.record``."""
     c = (config or DynamicsConfig()).validated()
     path = cache_path(dataset, seed, c, cache_dir)
-    if path.exists():
-        return load_dynamics(path, device)
-    model, info = train_dynamics(dataset, seed, c, device)
-    record = {
-        "dataset": dataset.provenance.to_dict(),
-        "data_sha256": data_digest(dataset),
-        "seed": seed,
-        "config": dataclasses.asdict(c),
-        "task": model.task,
-        **info,
-    }
-    _save(path, model, record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        if path.exists():
+            return load_dynamics(path, device)
+        model, info = train_dynamics(dataset, seed, c, device)
+        hold, _ = holdout_split(len(dataset), c.holdout_ratio, torch.Generator().manual_seed(seed))
+        model.record = {
+            "dataset": dataset.provenance.to_dict(),
+            "data_sha256": data_digest(dataset),
+            "seed": seed,
+            "config": dataclasses.asdict(c),
+            "task": model.task,
+            **info,
+            # on the held-out rows: the draws a rollout makes, from their own seeded stream
+            "hazard": penalty_fidelity(
+                model, dataset, hold.numpy(), torch.Generator(device=device).manual_seed(seed)
+            ),
+        }
+        _save(path, model, model.record)
     return model
+
+
+def record_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A model's record (``model.record``) as one flat table row: what the report shows."""
+    keys = ("seed", "epochs", "train_seconds", "n_train", "n_holdout", "heldout_state_mse",
+            "no_change_state_mse", "heldout_reward_mse")  # fmt: skip
+    row = {("model_seed" if k == "seed" else k): record.get(k) for k in keys}
+    row["model_data_sha256"] = record.get("data_sha256")
+    return row | {f"hazard_{k}": v for k, v in (record.get("hazard") or {}).items()}

@@ -1,0 +1,112 @@
+"""The model-based runs' table (RAVL): does the dynamics model see the hazard?
+
+Reads ``dynamics.csv`` (each model-based run's dynamics model: held-out errors and what its
+reward head makes of the data's penalties, ``ramac.models.hazard_view``), the runs' training
+logs (``model_hazard_rate`` of their model rollouts) and ``summary.csv`` (the evaluation's
+``risky_rate`` in the real environment), and writes ``model_based.{csv,tex,md,html}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from reports.html import html_caption, table_block
+from reports.leaderboard import html_table, write_frame_tables
+
+STEM = "model_based"
+CAPTION = (
+    "Model-based runs: their dynamics model (one per dataset and model seed, shared by every "
+    "run seed and both RAVL variants) on its 20% held-out split. s' MSE: one-step error of "
+    "the elites' mean next state, data units (in brackets: predicting no change). On the "
+    "held-out rows in the hazard region: the share the data penalised against the share of "
+    "the model's reward draws (a random elite's Gaussian, as rollouts draw) nearer the "
+    "penalised reward than the unpenalised one, and the mean penalty in the data against "
+    "the model's mean shift. Hazard rate: the share of steps that end in the hazard region, "
+    "in the last model rollout of training (k steps from dataset states, the stochastic "
+    "training policy) against the evaluation episodes in the real environment; means over "
+    "seeds."
+)
+
+# the record's numbers the table shows (ramac.models.dynamics.record_row)
+NUMBERS = [
+    "heldout_state_mse",
+    "no_change_state_mse",
+    "epochs",
+    "train_seconds",
+    "hazard_data_penalty_rate",
+    "hazard_model_penalty_rate",
+    "hazard_data_mean_penalty",
+    "hazard_model_mean_penalty",
+]
+
+
+def _last_logged(logs: pd.DataFrame, column: str) -> pd.Series:
+    """Each run's last logged value of ``column``, indexed by (dataset, algo, seed)."""
+    if column not in logs:
+        return pd.Series(dtype=float, name=column)
+    rows = logs.dropna(subset=[column]).sort_values("step")
+    return rows.groupby(["dataset", "algo", "seed"])[column].last()
+
+
+def model_based_table(
+    dynamics: pd.DataFrame, summary: pd.DataFrame, logs: pd.DataFrame, names: dict[str, str]
+) -> pd.DataFrame:
+    """One row per (dataset, model-based algorithm) among ``names``, in the records' order."""
+    runs = dynamics[dynamics["algo"].isin(names)].set_index(["dataset", "algo", "seed"])
+    runs = runs.reindex(columns=[*runs.columns.difference(NUMBERS), *NUMBERS])  # NaN if absent
+    runs = runs.join(_last_logged(logs, "model_hazard_rate"))
+    runs = runs.join(summary.set_index(["dataset", "algo", "seed"])["risky_rate"])
+    mean = runs.groupby(level=["dataset", "algo"], sort=False).mean(numeric_only=True)
+    seeds = runs.groupby(level=["dataset", "algo"], sort=False).size()
+
+    def pair(a: str, b: str, fmt: str) -> pd.Series:
+        return mean[a].map(fmt.format) + " / " + mean[b].map(fmt.format)
+
+    table = pd.DataFrame(
+        {
+            "Dataset": mean.index.get_level_values("dataset"),
+            "Method": [names[a] for a in mean.index.get_level_values("algo")],
+            "Seeds": seeds.to_numpy(),
+            "s' MSE (no change)": (
+                mean["heldout_state_mse"].map("{:.3g}".format)
+                + " ("
+                + mean["no_change_state_mse"].map("{:.3g}".format)
+                + ")"
+            ).to_numpy(),
+            "Model: epochs, s": (
+                mean["epochs"].map("{:.0f}".format)
+                + ", "
+                + mean["train_seconds"].map("{:.0f}".format)
+            ).to_numpy(),
+            "Penalised, data / model": pair(
+                "hazard_data_penalty_rate", "hazard_model_penalty_rate", "{:.1%}"
+            ).to_numpy(),
+            "Mean penalty, data / model": pair(
+                "hazard_data_mean_penalty", "hazard_model_mean_penalty", "{:.2f}"
+            ).to_numpy(),
+            "Hazard rate, model / env": pair(
+                "model_hazard_rate", "risky_rate", "{:.1%}"
+            ).to_numpy(),
+        }
+    )
+    return table
+
+
+def write_model_based(
+    out: Path, summary: pd.DataFrame, logs: pd.DataFrame, names: dict[str, str], context: str
+) -> tuple[str, str] | None:
+    """``model_based.*`` from ``out/dynamics.csv`` and the report's section; None when the
+    records hold no model-based run of ``names``."""
+    path = out / "dynamics.csv"
+    if not path.exists():
+        return None
+    table = model_based_table(pd.read_csv(path), summary, logs, names)
+    if table.empty:
+        return None
+    caption = f"{CAPTION} {context}".strip()
+    write_frame_tables(table, out, STEM, caption, "tab:model-based")
+    return "Model-based runs: the dynamics model and the hazard", table_block(
+        html_table(table), html_caption(caption)
+    )
