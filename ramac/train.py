@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from ramac import progress
-from ramac.agents.base import make_agent
+from ramac.agents.base import RESUME_ONLY, make_agent
 from ramac.data.dataset import Batch, BatchSampler, OfflineDataset
 from ramac.io import atomic_write_bytes, atomic_write_text, move_aside, problem_of, read_table
 from ramac.runtime import keep_freed_memory
@@ -355,8 +355,9 @@ def _checkpoint(runs: list[_Run], agent_state: Callable[[int], dict], step: int)
     name = PENDING if len(runs) > 1 else CHECKPOINT
     for k, run in enumerate(runs):
         state = agent_state(k)
-        if run.settings.keep_snapshots:
-            _save_bytes(run.run_dir / SNAPSHOT_DIR / f"step{step:08d}.pt", state)
+        if run.settings.keep_snapshots:  # the agent to evaluate, not what resuming needs
+            snapshot = {k: v for k, v in state.items() if k != RESUME_ONLY}
+            _save_bytes(run.run_dir / SNAPSHOT_DIR / f"step{step:08d}.pt", snapshot)
         _save(run.run_dir, state, run.sampler, step, run.log, name)
     if len(runs) > 1:
         for run in runs:

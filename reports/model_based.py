@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from reports.html import html_caption, table_block
 from reports.leaderboard import html_table, write_frame_tables
 
 STEM = "model_based"
+MISSING = "–"  # a figure the records do not hold (a model saved before it was measured)
 CAPTION = (
     "Model-based runs: their dynamics model (one per dataset and model seed, shared by every "
     "run seed and both RAVL variants) on its 20% held-out split. s' MSE: one-step error of "
@@ -39,30 +41,32 @@ NUMBERS = [
     "hazard_model_penalty_rate",
     "hazard_data_mean_penalty",
     "hazard_model_mean_penalty",
+    "model_hazard_rate",
+    "risky_rate",
 ]
-
-
-def _last_logged(logs: pd.DataFrame, column: str) -> pd.Series:
-    """Each run's last logged value of ``column``, indexed by (dataset, algo, seed)."""
-    if column not in logs:
-        return pd.Series(dtype=float, name=column)
-    rows = logs.dropna(subset=[column]).sort_values("step")
-    return rows.groupby(["dataset", "algo", "seed"])[column].last()
 
 
 def model_based_table(
     dynamics: pd.DataFrame, summary: pd.DataFrame, logs: pd.DataFrame, names: dict[str, str]
 ) -> pd.DataFrame:
     """One row per (dataset, model-based algorithm) among ``names``, in the records' order."""
-    runs = dynamics[dynamics["algo"].isin(names)].set_index(["dataset", "algo", "seed"])
+    key = ["dataset", "algo", "seed"]
+    runs = dynamics[dynamics["algo"].isin(names)].set_index(key)
+    if runs.empty:
+        return pd.DataFrame()
+    if "model_hazard_rate" in logs:
+        rows = logs.dropna(subset=["model_hazard_rate"]).sort_values("step")
+        runs = runs.join(rows.groupby(key)["model_hazard_rate"].last())  # the last rollout's
+    runs = runs.join(summary.set_index(key)["risky_rate"])
     runs = runs.reindex(columns=[*runs.columns.difference(NUMBERS), *NUMBERS])  # NaN if absent
-    runs = runs.join(_last_logged(logs, "model_hazard_rate"))
-    runs = runs.join(summary.set_index(["dataset", "algo", "seed"])["risky_rate"])
     mean = runs.groupby(level=["dataset", "algo"], sort=False).mean(numeric_only=True)
     seeds = runs.groupby(level=["dataset", "algo"], sort=False).size()
 
-    def pair(a: str, b: str, fmt: str) -> pd.Series:
-        return mean[a].map(fmt.format) + " / " + mean[b].map(fmt.format)
+    def text(column: str, fmt: str) -> pd.Series:
+        return mean[column].map(lambda v: MISSING if pd.isna(v) else fmt.format(v))
+
+    def pair(a: str, b: str, fmt: str) -> np.ndarray:
+        return (text(a, fmt) + " / " + text(b, fmt)).to_numpy()
 
     table = pd.DataFrame(
         {
@@ -70,25 +74,21 @@ def model_based_table(
             "Method": [names[a] for a in mean.index.get_level_values("algo")],
             "Seeds": seeds.to_numpy(),
             "s' MSE (no change)": (
-                mean["heldout_state_mse"].map("{:.3g}".format)
+                text("heldout_state_mse", "{:.3g}")
                 + " ("
-                + mean["no_change_state_mse"].map("{:.3g}".format)
+                + text("no_change_state_mse", "{:.3g}")
                 + ")"
             ).to_numpy(),
             "Model: epochs, s": (
-                mean["epochs"].map("{:.0f}".format)
-                + ", "
-                + mean["train_seconds"].map("{:.0f}".format)
+                text("epochs", "{:.0f}") + ", " + text("train_seconds", "{:.0f}")
             ).to_numpy(),
             "Penalised, data / model": pair(
                 "hazard_data_penalty_rate", "hazard_model_penalty_rate", "{:.1%}"
-            ).to_numpy(),
+            ),
             "Mean penalty, data / model": pair(
                 "hazard_data_mean_penalty", "hazard_model_mean_penalty", "{:.2f}"
-            ).to_numpy(),
-            "Hazard rate, model / env": pair(
-                "model_hazard_rate", "risky_rate", "{:.1%}"
-            ).to_numpy(),
+            ),
+            "Hazard rate, model / env": pair("model_hazard_rate", "risky_rate", "{:.1%}"),
         }
     )
     return table

@@ -201,3 +201,41 @@ def test_a_cut_off_train_log_is_rewritten_from_the_checkpoints_copy(tmp_path, ca
     (run / CHECKPOINT).write_bytes(b"")
     (run / TRAIN_LOG).write_bytes(cut)
     assert not heal_log(run) and (run / TRAIN_LOG).read_bytes() == cut
+
+
+def test_a_killed_ravl_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    """RAVL's model buffer and rollout generator are checkpointed: killed between two model
+    rollouts, it resumes to an uninterrupted run's numbers; its snapshots (kept for
+    evaluation) leave the buffer out."""
+    from ramac.agents.base import RESUME_ONLY
+    from ramac.envs.hazards import HazardSpec, relabel
+    from ramac.train import SNAPSHOT_DIR
+
+    monkeypatch.setenv("RAMAC_DATA_DIR", str(tmp_path / "data"))  # the model cache
+    from tests.agents.tiny_data import RAVL_TINY, tiny_dataset
+
+    spec = HazardSpec(name="t/v", kind="velocity", obs_index=1, probability=0.5, cost=-4.0,
+                      threshold=1.0)  # fmt: skip
+    dataset = relabel(tiny_dataset(200), spec, seed=0)
+    overrides = RAVL_TINY | dict(
+        rollout_every=3, model_members=2, model_elites=1, model_hidden=8, model_layers=1,
+        model_max_epochs=2, model_min_epochs=0,
+    )  # fmt: skip
+    settings = TrainSettings(steps=10, seed=1, checkpoint_every=4, log_every=2, progress=False)
+    train("ravl", dataset, tmp_path / "straight", settings, overrides)
+    train("ravl", dataset, tmp_path / "resumed", settings, overrides, stop_after=4)
+    train("ravl", dataset, tmp_path / "resumed", settings, overrides)
+    log_a = pd.read_csv(tmp_path / "straight" / TRAIN_LOG).drop(columns="wall_seconds")
+    log_b = pd.read_csv(tmp_path / "resumed" / TRAIN_LOG).drop(columns="wall_seconds")
+    assert "model_hazard_rate" in log_a and list(log_a["step"]) == [2, 4, 6, 8, 10]
+    pd.testing.assert_frame_equal(log_a, log_b)
+    a = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=False)["agent"]
+    b = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)["agent"]
+    for key, value in a["nets"]["critic"].items():
+        torch.testing.assert_close(value, b["nets"]["critic"][key], rtol=0, atol=0)
+    assert a[RESUME_ONLY]["model_buffer"]["size"] == b[RESUME_ONLY]["model_buffer"]["size"] > 0
+
+    snapshots = TrainSettings(**{**settings.__dict__, "keep_snapshots": True})
+    train("ravl", dataset, tmp_path / "kept", snapshots, overrides)
+    snapshot = torch.load(next((tmp_path / "kept" / SNAPSHOT_DIR).glob("*.pt")), weights_only=False)
+    assert RESUME_ONLY not in snapshot and "nets" in snapshot

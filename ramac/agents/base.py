@@ -188,6 +188,11 @@ class Agent:
         self.carry = dict(state.get("carry", {}))
 
 
+# A state_dict key for what only resuming needs (a model-based agent's rollout buffer):
+# checkpoints keep it, the snapshots kept for evaluation drop it (ramac.train).
+RESUME_ONLY = "resume_only"
+
+
 class AgentEntry(NamedTuple):
     """A registry row: the config dataclass, the agent class, the name shown in tables, and
     whose ``configs/algos`` file holds its per-dataset overrides (its own by default)."""

@@ -17,9 +17,9 @@ The reference for every number below: ``train_ravl_agent.py``, ``agent_training/
 default config (halfcheetah-medium-v2's command line in its README); the paper's per-dataset
 table was not available here, so every dataset keeps those defaults (configs/algos/ravl.yaml).
 
-Differences, each deliberate: the model buffer is not checkpointed (a resumed run refills it
-with rollouts of the restored policy before its next update, so it does not repeat an
-uninterrupted run's numbers; the buffer is ~0.2 GB at the paper's sizes); the real rows of
+Differences, each deliberate: the model buffer is checkpointed, so a killed run resumes to
+an uninterrupted run's numbers (the evaluation snapshots leave it out: it is ~0.2 GB at the
+paper's sizes); the real rows of
 a batch are the first ``dataset_ratio`` of the batch the training loop draws (uniformly at
 random, so as good as a fresh draw); the model's inputs and targets are standardised (see
 ``ramac.models.dynamics``).
@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from ramac.agents import common as shared
-from ramac.agents.base import Agent, Phase, register
+from ramac.agents.base import RESUME_ONLY, Agent, Phase, register
 from ramac.agents.common import distortion_from, make_iqn, risk_quantiles
 from ramac.agents.cql import LogScalar, SACActor
 from ramac.data.dataset import Batch, OfflineDataset
@@ -211,6 +211,19 @@ class ModelBuffer:
             self.data[key][idx] = value
         self.pointer = (self.pointer + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+
+    def state_dict(self) -> dict:
+        """The filled rows (the ring fills from row 0), its size and write position."""
+        rows = {k: v[: self.size].cpu().clone() for k, v in self.data.items()}
+        return {"rows": rows, "size": self.size, "pointer": self.pointer}
+
+    def load_state_dict(self, state: dict) -> None:
+        size = int(state["size"])
+        if size > self.capacity:
+            raise UserError(f"model buffer: {size} saved rows exceed its capacity {self.capacity}")
+        for key, rows in state["rows"].items():
+            self.data[key][:size] = rows.to(self.data[key].device)
+        self.size, self.pointer = size, int(state["pointer"])
 
     def sample(self, n: int, generator: torch.Generator) -> Batch:
         """n rows uniformly with replacement."""
@@ -399,16 +412,22 @@ class RAVL(SACActor, Agent):
 
     # -- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """The base snapshot plus the rollout generator's state (not the model buffer)."""
+        """The base snapshot plus the rollout generator's state and, for resuming only, the
+        model buffer (so that a resumed run repeats an uninterrupted one exactly)."""
         state = super().state_dict()
         if self.rng is not None:
             state["rollout_rng"] = self.rng.get_state()
+        if self.buffer is not None:
+            state[RESUME_ONLY] = {"model_buffer": self.buffer.state_dict()}
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a snapshot; one without the buffer (kept for evaluation) leaves it."""
         super().load_state_dict(state)
         if self.rng is not None and "rollout_rng" in state:
             self.rng.set_state(state["rollout_rng"])
+        if self.buffer is not None and RESUME_ONLY in state:
+            self.buffer.load_state_dict(state[RESUME_ONLY]["model_buffer"])
 
 
 register("ravl", RAVLConfig, RAVL, "RAVL")

@@ -56,7 +56,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ramac import progress
 from ramac.data.dataset import OfflineDataset
+from ramac.data.generate import default_data_dir
 from ramac.errors import UserError
 from ramac.io import atomic_write_bytes, atomic_write_text
 from ramac.models.hazard_view import penalty_fidelity
@@ -64,7 +66,6 @@ from ramac.nets.iqn import EnsembleLinear
 
 REF = "anyasims/edge-of-reach @ 18b5085"  # the reference code every default below cites
 INPUT_CLIP = 10.0  # standardised inputs clipped to +-10 (reference MeanStdevFilter clip)
-DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "data" / "models"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,7 +383,8 @@ def train_dynamics(
     log: Callable[[str], None] | None = None,
 ) -> tuple[DynamicsEnsemble, dict[str, Any]]:
     """Train an ensemble on ``dataset`` from ``seed``; returns it and what training found
-    (held-out MSE per member, elites, epochs, seconds, split sizes)."""
+    (held-out MSE per member, elites, epochs, seconds, split sizes, one-step errors in data
+    units, and on a relabelled dataset what it sees of the hazard)."""
     c = (config or DynamicsConfig()).validated()
     device = torch.device(device)
     start = time.perf_counter()
@@ -406,9 +408,13 @@ def train_dynamics(
     best = _BestWeights(model)
     best.offer(model.heldout_mse(x_hold, y_hold), c.improvement)
     since, lowered, epoch = 0, False, 0
+    tick = progress.tracker(
+        f"dynamics model {dataset.provenance.id}", c.max_epochs, "epoch", bar=True
+    )
     while epoch < c.max_epochs:
         _train_epoch(model, optimizer, x_all, y_all, boot, c.batch_size, g)
         epoch += 1
+        tick(epoch)
         errors = model.heldout_mse(x_hold, y_hold)
         since = 0 if best.offer(errors, c.improvement) else since + 1
         if log is not None:
@@ -420,6 +426,7 @@ def train_dynamics(
                 for group in optimizer.param_groups:
                     group["lr"] *= c.lr_drop
                 lowered, since = True, 0
+    tick.close(epoch)
     best.restore()
     errors = model.heldout_mse(x_hold, y_hold)
     model.elites.copy_(select_elites(errors, c.n_elites))
@@ -431,6 +438,10 @@ def train_dynamics(
         "n_train": int(n - n_hold),
         "n_holdout": int(n_hold),
         **one_step_errors(model, inputs[hold], targets[hold]),
+        # what it sees of the data's hazard on the held-out rows, from a stream of its own
+        "hazard": penalty_fidelity(
+            model, dataset, hold.cpu().numpy(), torch.Generator(device=device).manual_seed(seed)
+        ),
     }
     return model, info
 
@@ -494,12 +505,18 @@ def data_digest(dataset: OfflineDataset) -> str:
     return h.hexdigest()
 
 
+def default_cache_dir() -> Path:
+    """Where trained models live: ``models/`` beside the generated datasets, under
+    ``$RAMAC_DATA_DIR`` or ``<repo>/data``."""
+    return default_data_dir().parent / "models"
+
+
 def cache_path(
     dataset: OfflineDataset, seed: int, config: DynamicsConfig, cache_dir: Path | None = None
 ) -> Path:
     """``<cache_dir>/<dataset id>-<data sha256[:8]>-s<seed>-<config hash>.pt``."""
     name = dataset.provenance.id.replace("/", "_").replace("\\", "_") or "dataset"
-    where = DEFAULT_CACHE if cache_dir is None else Path(cache_dir)
+    where = default_cache_dir() if cache_dir is None else Path(cache_dir)
     return where / f"{name}-{data_digest(dataset)[:8]}-s{seed}-{config.digest()}.pt"
 
 
@@ -553,7 +570,6 @@ def ensure_dynamics(
         if path.exists():
             return load_dynamics(path, device)
         model, info = train_dynamics(dataset, seed, c, device)
-        hold, _ = holdout_split(len(dataset), c.holdout_ratio, torch.Generator().manual_seed(seed))
         model.record = {
             "dataset": dataset.provenance.to_dict(),
             "data_sha256": data_digest(dataset),
@@ -561,10 +577,6 @@ def ensure_dynamics(
             "config": dataclasses.asdict(c),
             "task": model.task,
             **info,
-            # on the held-out rows: the draws a rollout makes, from their own seeded stream
-            "hazard": penalty_fidelity(
-                model, dataset, hold.numpy(), torch.Generator(device=device).manual_seed(seed)
-            ),
         }
         _save(path, model, model.record)
     return model

@@ -39,10 +39,10 @@ def hazard_spec_of(dataset: OfflineDataset) -> HazardSpec | None:
 
 def penalties(dataset: OfflineDataset, spec: HazardSpec) -> tuple[np.ndarray, np.ndarray]:
     """``(applied, full)`` per row: the penalty the relabelling added (0 where its coin
-    spared the row or the row is not risky), and the penalty a risky row gets when its coin
-    falls (its size; ``replace_forward`` depends on the velocity). The coins are the
-    relabelling's own, redrawn from the seed its provenance records, exactly as
-    :func:`ramac.envs.hazards.relabel` draws them."""
+    spared the row or the row is not risky), and the penalty the row gets when its coin
+    falls (0 on rows that are not risky; ``replace_forward``'s depends on the velocity).
+    The coins are the relabelling's own, redrawn from the seed its provenance records,
+    exactly as :func:`ramac.envs.hazards.relabel` draws them."""
     seed = dataset.provenance.hazard["seed"]
     uniforms = np.random.default_rng(seed).random(len(dataset))
     signal, unknown = dataset.post_step_signal(spec.obs_index)

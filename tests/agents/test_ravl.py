@@ -208,3 +208,49 @@ def test_ravl_cvar_rollouts_sample_rewards(monkeypatch):
 
 def test_not_seed_stackable():
     assert ravl.RAVL.seed_stackable is False and ravl.RAVLCVaR.seed_stackable is False
+
+
+def test_one_model_serves_every_seed_and_both_variants(tmp_path, monkeypatch):
+    """The model is trained once per dataset (model_seed), then loaded, not retrained, by
+    every run seed and by RAVL (CVaR)."""
+    from ramac.models import dynamics
+
+    trained = []
+    real_train = dynamics.train_dynamics
+
+    def counting(*args, **kwargs):
+        trained.append(args[1])  # the seed it trains from
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(dynamics, "train_dynamics", counting)
+    small = dict(model_members=2, model_elites=1, model_hidden=8, model_layers=1,
+                 model_max_epochs=1, model_min_epochs=0, model_batch_size=32)  # fmt: skip
+    models = []
+    for name, seed in (("ravl", 0), ("ravl", 1), ("ravl_cvar", 2)):
+        agent = make(name, attach=False, **small)
+        agent.attach(tiny_dataset(), seed=seed, cache_dir=tmp_path)
+        models.append(agent.dynamics)
+    assert trained == [0]  # model_seed 0, once
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+    for other in models[1:]:
+        for key, value in models[0].state_dict().items():
+            assert torch.equal(value, other.state_dict()[key]), key
+    # Another model seed is another model.
+    make("ravl", attach=False, model_seed=1, **small).attach(tiny_dataset(), 0, cache_dir=tmp_path)
+    assert trained == [0, 1]
+
+
+def test_rollouts_count_the_model_states_in_the_hazard_region():
+    from ramac.envs.hazards import HazardSpec, relabel, risk_mask
+
+    spec = HazardSpec(
+        name="t/v", kind="velocity", obs_index=1, probability=0.5, cost=-4.0, threshold=1.0
+    )
+    agent = make(attach=False)
+    agent.attach(relabel(tiny_dataset(), spec, seed=0), seed=0, dynamics=tiny_model())
+    agent.update(random_batch(0))
+    states = agent.buffer.data["next_obs"][: len(agent.buffer), 1].numpy()
+    assert 0 < agent.carry["model_hazard_rate"] < 1
+    assert agent.carry["model_hazard_rate"] == pytest.approx(risk_mask(spec, states).mean())
+    make().update(random_batch(0))  # data without a hazard: nothing counted
+    assert "model_hazard_rate" not in make().carry

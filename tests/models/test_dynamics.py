@@ -180,3 +180,33 @@ def test_a_dataset_without_a_known_task_is_a_user_error():
     data = linear_dataset().replace(provenance=Provenance(source="synthetic", id="bandit"))
     with pytest.raises(UserError, match="termination rule"):
         train_dynamics(data, seed=0, config=TINY)
+
+
+def test_one_step_errors_by_hand():
+    # Both members predict s' - s = (1, 0) and r = 2 whatever the input; the elites' mean too.
+    model = constant_model("halfcheetah", [[1.0, 0.0, 2.0], [1.0, 0.0, 2.0]])
+    obs = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    inputs = torch.cat([obs, torch.zeros(2, 1)], dim=-1)
+    targets = torch.tensor([[1.0, 1.0, 2.0], [3.0, 0.0, 0.0]])  # [s' - s, r]
+    errors = dynamics.one_step_errors(model, inputs, targets)
+    # s' errors: (0, -1) and (-2, 0) -> mean of squares (0 + 1 + 4 + 0) / 4; r: (0, 2) -> 2
+    assert errors["heldout_state_mse"] == pytest.approx(1.25)
+    assert errors["no_change_state_mse"] == pytest.approx((1 + 1 + 9 + 0) / 4)
+    assert errors["heldout_reward_mse"] == pytest.approx(2.0)
+
+
+def test_a_relabelled_datasets_model_records_what_it_sees_of_the_hazard(tmp_path):
+    from ramac.envs.hazards import HazardSpec, relabel
+
+    spec = HazardSpec(
+        name="t/v", kind="velocity", obs_index=0, probability=0.5, cost=-4.0, threshold=0.5
+    )
+    data = relabel(linear_dataset(n=300), spec, seed=0)
+    config = DynamicsConfig(**{**TINY.__dict__, "max_epochs": 3})
+    model = ensure_dynamics(data, seed=0, config=config, cache_dir=tmp_path)
+    hazard, record = model.record["hazard"], json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert record["hazard"] == hazard and record["n_holdout"] == 60
+    assert 0 < hazard["risky_rows"] <= 60 and 0 <= hazard["model_penalty_rate"] <= 1
+    assert 0.2 < hazard["data_penalty_rate"] < 0.8  # p = 0.5 on a few dozen rows
+    assert record["heldout_state_mse"] < record["no_change_state_mse"] * 2
+    assert dynamics.load_dynamics(next(tmp_path.glob("*.pt"))).record == model.record

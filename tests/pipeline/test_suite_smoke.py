@@ -81,6 +81,26 @@ def test_smoke_profile_end_to_end(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(out / "leaderboard.csv"), board)
 
 
+@pytest.mark.slow
+def test_ravl_runs_share_one_dynamics_model_and_report_it(tmp_path):
+    out, data = tmp_path / "suite", tmp_path / "data"
+    args = ["--profile", "smoke", "--algos", "ravl", "ravl_cvar", "--out", str(out)]
+    cli(data, "train", *args, "--workers", "2")
+    cli(data, "evaluate", *args, "--workers", "2")
+    # Two seeds x two variants, one model: trained once, in $RAMAC_DATA_DIR/models.
+    assert len(list((data / "models").glob("*.pt"))) == 1
+    models = pd.read_csv(out / "dynamics.csv")
+    assert len(models) == 4 and models["model_data_sha256"].nunique() == 1
+    assert (models["model_seed"] == 0).all() and models["train_seconds"].nunique() == 1
+    assert models["hazard_risky_rows"].iloc[0] > 0  # the relabelled data's hazard, seen
+    logs = pd.read_csv(out / "train_logs.csv")
+    assert logs["model_hazard_rate"].dropna().between(0, 1).all()
+    table = pd.read_csv(out / "model_based.csv")
+    assert list(table["Method"]) == ["RAVL", "RAVL (CVaR)"] and (table["Seeds"] == 2).all()
+    assert "Model-based runs" in check_html(out / "report.html")
+    assert set(pd.read_csv(out / "leaderboard.csv")["algo"]) == {"RAVL", "RAVL (CVaR)"}
+
+
 def _wait_for_checkpoint(run_root: Path, proc: subprocess.Popen) -> Path:
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
