@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from eval.metrics import summarise_seeds
+from eval.model_check import model_check
 from eval.ood import (
     DEFAULT_FEATURES,
     DEFAULT_NEIGHBOURS,
@@ -44,7 +45,15 @@ from ramac.envs.mujoco import ENV_VERSIONS, FULL_HORIZON, PAPER_HORIZONS, env_id
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv
 from ramac.risk import cvar_estimate
-from ramac.train import CHECKPOINT, SNAPSHOT_DIR, TRAIN_LOG, load_trained, read_checkpoint
+from ramac.train import (
+    CHECKPOINT,
+    SNAPSHOT_DIR,
+    TRAIN_LOG,
+    load_trained,
+    model_based,
+    read_checkpoint,
+    snapshot_path,
+)
 
 EVAL_SEED_BASE = 1_000_000  # episode e of training seed k runs on env seed BASE + 1000 k + e
 EPISODES = "episodes.csv"
@@ -232,6 +241,14 @@ def trained_agent(run: TrainedRun, dataset: OfflineDataset) -> tuple[Any, int]:
     return load_trained(run.algo, dataset, run.run_dir, run.overrides, run.schedule_scale)
 
 
+def agent_at(run: TrainedRun, dataset: OfflineDataset, step: int) -> Any:
+    """The run's agent at checkpoint ``step``: the final one, or a kept snapshot."""
+    agent, final_step = trained_agent(run, dataset)
+    if step != final_step:
+        agent.load_state_dict(torch.load(snapshot_path(run.run_dir, step), weights_only=False))
+    return agent
+
+
 Rollout = tuple[int, pd.DataFrame, np.ndarray]  # (checkpoint step, episodes, visited pairs)
 
 
@@ -294,6 +311,11 @@ def evaluate_run(run: TrainedRun, dataset: OfflineDataset, detector: Detector) -
     atomic_to_csv(episodes, run.run_dir / EPISODES)
 
     seed_row = summarise_seeds(episodes, settings.alpha, settings.cvar_rule).iloc[0]
+    checked = {}
+    if model_based(run.algo):  # its dynamics model against the simulator (eval.model_check)
+        agent = agent_at(run, dataset, step)
+        checked = model_check(agent, dataset, run.data.task, run.data.hazard(), run.seed,
+                              env["env_id"])  # fmt: skip
     log = pd.read_csv(run.run_dir / TRAIN_LOG)
     return {
         **seed_row.to_dict(),
@@ -311,6 +333,7 @@ def evaluate_run(run: TrainedRun, dataset: OfflineDataset, detector: Detector) -
         "ood_neighbours": detector.state().get("neighbours"),  # None: the joint detector
         "eval_hash": config_hash(settings.record()),
         "ood_pairs": len(pairs),
+        **checked,
         "train_steps": int(log["step"].iloc[-1]),
         "schedule_scale": run.schedule_scale,
         "train_seconds": round(float(log["wall_seconds"].iloc[-1]), 2),

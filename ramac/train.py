@@ -208,6 +208,18 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Where a run keeps the agent of its checkpoint at ``step`` (``keep_snapshots``)."""
+    return run_dir / SNAPSHOT_DIR / f"step{step:08d}.pt"
+
+
+def model_based(algo: str) -> bool:
+    """Whether ``algo`` learns from a dynamics model of the data (``attach``: RAVL)."""
+    from ramac.agents import AGENTS
+
+    return hasattr(AGENTS[algo].agent_cls, "attach")
+
+
 def seed_stackable(algo: str) -> bool:
     """Whether ``algo``'s update runs under ``torch.func.vmap`` over seeds (RAVL's
     data-dependent model rollouts do not: ``seed_stackable = False`` on its class)."""
@@ -264,7 +276,7 @@ def train(
     keep_freed_memory()
     run_dir.mkdir(parents=True, exist_ok=True)
     agent = build_agent(algo, dataset, settings.seed, overrides, settings.schedule_scale)
-    if hasattr(agent, "attach"):  # a model-based agent learns from the data itself (RAVL)
+    if model_based(algo):  # a model-based agent learns from the data itself (RAVL)
         agent.attach(dataset, settings.seed)  # before _resume, which restores its generator
         record = json.dumps(agent.dynamics.record, indent=1, default=str)
         atomic_write_text(run_dir / MODEL_RECORD, record + "\n")
@@ -357,7 +369,7 @@ def _checkpoint(runs: list[_Run], agent_state: Callable[[int], dict], step: int)
         state = agent_state(k)
         if run.settings.keep_snapshots:  # the agent to evaluate, not what resuming needs
             snapshot = {k: v for k, v in state.items() if k != RESUME_ONLY}
-            _save_bytes(run.run_dir / SNAPSHOT_DIR / f"step{step:08d}.pt", snapshot)
+            _save_bytes(snapshot_path(run.run_dir, step), snapshot)
         _save(run.run_dir, state, run.sampler, step, run.log, name)
     if len(runs) > 1:
         for run in runs:

@@ -3,7 +3,8 @@
 Reads ``dynamics.csv`` (each model-based run's dynamics model: held-out errors and what its
 reward head makes of the data's penalties, ``ramac.models.hazard_view``), the runs' training
 logs (``model_hazard_rate`` of their model rollouts) and ``summary.csv`` (the evaluation's
-``risky_rate`` in the real environment), and writes ``model_based.{csv,tex,md,html}``.
+``risky_rate``, and the model against the simulator from the same states,
+``eval.model_check``), and writes ``model_based.{csv,tex,md,html}``.
 """
 
 from __future__ import annotations
@@ -25,12 +26,22 @@ CAPTION = (
     "held-out rows in the hazard region: the share the data penalised against the share of "
     "the model's reward draws (a random elite's Gaussian, as rollouts draw) nearer the "
     "penalised reward than the unpenalised one, and the mean penalty in the data against "
-    "the model's mean shift. Hazard rate: the share of steps that end in the hazard region, "
-    "in the last model rollout of training (k steps from dataset states, the stochastic "
-    "training policy) against the evaluation episodes in the real environment; means over "
-    "seeds."
+    "the model's mean shift. Model / sim: from the same 200 dataset states, k steps of the "
+    "evaluated policy in the model and in the simulator set to each state "
+    "(eval.model_check): the share of steps that end in the hazard region, and the mean "
+    "reward per step (penalties included; the model's sampled). Training rollouts / "
+    "evaluation: the hazard rate of the last model rollout of training (the stochastic "
+    "training policy from dataset states) and of the evaluation episodes (from resets). "
+    "Means over seeds."
 )
 
+# eval.model_check's columns of summary.csv: model and simulator from the same states
+CHECK = (
+    "check_model_hazard_rate",
+    "check_env_hazard_rate",
+    "check_model_reward",
+    "check_env_reward",
+)
 # the record's numbers the table shows (ramac.models.dynamics.record_row)
 NUMBERS = [
     "heldout_state_mse",
@@ -43,6 +54,7 @@ NUMBERS = [
     "hazard_model_mean_penalty",
     "model_hazard_rate",
     "risky_rate",
+    *CHECK,
 ]
 
 
@@ -57,7 +69,8 @@ def model_based_table(
     if "model_hazard_rate" in logs:
         rows = logs.dropna(subset=["model_hazard_rate"]).sort_values("step")
         runs = runs.join(rows.groupby(key)["model_hazard_rate"].last())  # the last rollout's
-    runs = runs.join(summary.set_index(key)["risky_rate"])
+    measured = [c for c in ("risky_rate", *CHECK) if c in summary]
+    runs = runs.join(summary.set_index(key)[measured])
     runs = runs.reindex(columns=[*runs.columns.difference(NUMBERS), *NUMBERS])  # NaN if absent
     mean = runs.groupby(level=["dataset", "algo"], sort=False).mean(numeric_only=True)
     seeds = runs.groupby(level=["dataset", "algo"], sort=False).size()
@@ -88,7 +101,15 @@ def model_based_table(
             "Mean penalty, data / model": pair(
                 "hazard_data_mean_penalty", "hazard_model_mean_penalty", "{:.2f}"
             ),
-            "Hazard rate, model / env": pair("model_hazard_rate", "risky_rate", "{:.1%}"),
+            "Hazard rate, model / sim": pair(
+                "check_model_hazard_rate", "check_env_hazard_rate", "{:.1%}"
+            ),
+            "Reward per step, model / sim": pair(
+                "check_model_reward", "check_env_reward", "{:.2f}"
+            ),
+            "Hazard rate, training rollouts / evaluation": pair(
+                "model_hazard_rate", "risky_rate", "{:.1%}"
+            ),
         }
     )
     return table

@@ -297,8 +297,7 @@ class RAVL(SACActor, Agent):
                 f"differ from the agent's ({self.obs_dim}, {self.act_dim})"
             )
         if dynamics is None:
-            config = dynamics_config(c)
-            dynamics = ensure_dynamics(dataset, c.model_seed, config, cache_dir, self.device)
+            dynamics = self.dynamics_for(dataset, cache_dir)
         self.dynamics = dynamics.to(self.device).eval()
         self.hazard = hazard_spec_of(dataset)  # to count the rollouts' hazard states
         self.start_states = torch.as_tensor(
@@ -307,6 +306,13 @@ class RAVL(SACActor, Agent):
         self.rng = torch.Generator(device=self.device).manual_seed(seed)
         capacity = c.rollout_batch * c.steps_k * c.retain_epochs
         self.buffer = ModelBuffer(capacity, self.obs_dim, self.act_dim, self.device)
+
+    def dynamics_for(self, dataset: OfflineDataset, cache_dir=None) -> DynamicsEnsemble:
+        """The dataset's dynamics model of this config's ``model_seed`` (the cached one, else
+        trained and cached): what ``attach`` gives the agent, and what evaluation checks."""
+        c = self.config
+        model = ensure_dynamics(dataset, c.model_seed, dynamics_config(c), cache_dir, self.device)
+        return model.eval()
 
     @torch.no_grad()
     def rollout(self) -> dict[str, float]:

@@ -35,7 +35,8 @@ clipping never hides a fall; and a hand-written termination rule per task: Gymna
 healthy conditions (hopper, walker2d; halfcheetah never ends).
 
 ``ensure_dynamics`` trains once per (data, seed, config) and caches the result under
-``data/models/`` with a provenance JSON beside it.
+``data/models/`` (``$RAMAC_DATA_DIR/models/``) with a record beside it: provenance, held-out
+errors, and what the model sees of the data's hazard (:mod:`ramac.models.hazard_view`).
 """
 
 from __future__ import annotations
@@ -558,8 +559,8 @@ def ensure_dynamics(
     device: str | torch.device = "cpu",
 ) -> DynamicsEnsemble:
     """The ensemble for (dataset, seed, config): loaded from the cache, else trained and
-    saved there (``data/models/`` by default) with ``<name>.json`` recording its provenance,
-    held-out errors and what it sees of the data's hazard. Processes that want the same
+    saved there (:func:`default_cache_dir` by default) with ``<name>.json`` recording its
+    provenance, held-out errors and what it sees of the data's hazard. Processes that want the same
     model wait on a lock file, so it is trained once however many runs start together; its
     record is ``model.record``."""
     c = (config or DynamicsConfig()).validated()

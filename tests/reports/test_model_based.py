@@ -33,6 +33,10 @@ def records():
             "algo": ["ravl", "ravl", "bc"],
             "seed": [0, 1, 0],
             "risky_rate": [0.04, 0.08, 0.5],
+            "check_model_hazard_rate": [0.1, 0.2, None],
+            "check_env_hazard_rate": [0.3, 0.5, None],
+            "check_model_reward": [2.0, 3.0, None],
+            "check_env_reward": [-1.0, 0.0, None],
         }
     )
     return dynamics, summary, logs
@@ -48,7 +52,10 @@ def test_the_table_by_hand():
     assert row["Model: epochs, s"] == "30, 120"
     assert row["Penalised, data / model"] == "10.0% / 2.0%"
     assert row["Mean penalty, data / model"] == "-5.00 / -1.50"
-    assert row["Hazard rate, model / env"] == "20.0% / 6.0%"  # mean(0.3, 0.1), mean(.04, .08)
+    assert row["Hazard rate, model / sim"] == "15.0% / 40.0%"
+    assert row["Reward per step, model / sim"] == "2.50 / -0.50"
+    # the last logged rollouts' mean(0.3, 0.1); the evaluation's mean(.04, .08)
+    assert row["Hazard rate, training rollouts / evaluation"] == "20.0% / 6.0%"
 
 
 def test_records_without_the_hazard_figures_still_make_a_table(tmp_path):
@@ -59,7 +66,8 @@ def test_records_without_the_hazard_figures_still_make_a_table(tmp_path):
                                      NAMES, "Budget: tiny.")  # fmt: skip
     table = pd.read_csv(tmp_path / "model_based.csv")
     assert table["Penalised, data / model"].iloc[0] == "– / –"
-    assert table["Hazard rate, model / env"].iloc[0] == "– / 6.0%"
+    assert table["Hazard rate, training rollouts / evaluation"].iloc[0] == "– / 6.0%"
+    assert table["Hazard rate, model / sim"].iloc[0] == "15.0% / 40.0%"
     assert "Budget: tiny." in (tmp_path / "model_based.caption.txt").read_text()
     assert "<table" in block and "dynamics model" in title
     assert write_model_based(tmp_path, summary, logs, {"cql": "CQL"}, "") is None
