@@ -9,6 +9,7 @@ logs (``model_hazard_rate`` of their model rollouts) and ``summary.csv`` (the ev
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +60,14 @@ NUMBERS = [
 
 
 def model_based_table(
-    dynamics: pd.DataFrame, summary: pd.DataFrame, logs: pd.DataFrame, names: dict[str, str]
+    dynamics: pd.DataFrame,
+    summary: pd.DataFrame,
+    logs: pd.DataFrame,
+    names: dict[str, str],
+    label: Callable[[str], str] = str,
 ) -> pd.DataFrame:
-    """One row per (dataset, model-based algorithm) among ``names``, in the records' order."""
+    """One row per (dataset, model-based algorithm) among ``names``, in the records' order;
+    ``label`` names a dataset in the table."""
     key = ["dataset", "algo", "seed"]
     runs = dynamics[dynamics["algo"].isin(names)].set_index(key)
     if runs.empty:
@@ -83,7 +89,7 @@ def model_based_table(
 
     table = pd.DataFrame(
         {
-            "Dataset": mean.index.get_level_values("dataset"),
+            "Dataset": [label(d) for d in mean.index.get_level_values("dataset")],
             "Method": [names[a] for a in mean.index.get_level_values("algo")],
             "Seeds": seeds.to_numpy(),
             "s' MSE (no change)": (
@@ -116,14 +122,19 @@ def model_based_table(
 
 
 def write_model_based(
-    out: Path, summary: pd.DataFrame, logs: pd.DataFrame, names: dict[str, str], context: str
+    out: Path,
+    summary: pd.DataFrame,
+    logs: pd.DataFrame,
+    names: dict[str, str],
+    context: str,
+    label: Callable[[str], str] = str,
 ) -> tuple[str, str] | None:
     """``model_based.*`` from ``out/dynamics.csv`` and the report's section; None when the
     records hold no model-based run of ``names``."""
     path = out / "dynamics.csv"
     if not path.exists():
         return None
-    table = model_based_table(pd.read_csv(path), summary, logs, names)
+    table = model_based_table(pd.read_csv(path), summary, logs, names, label)
     if table.empty:
         return None
     caption = f"{CAPTION} {context}".strip()

@@ -165,7 +165,7 @@ def write_suite_reports(
     sections = _write_tables(
         out, with_seed_values(agg, per_seed, summary), summary, eval_cfg, names, datasets, budget
     )
-    model_based = write_model_based(out, summary, logs, names, budget.sentence())
+    model_based = write_model_based(out, summary, logs, names, budget.sentence(), dataset_label)
     if model_based:
         sections.append(model_based)
     # The frontier's whiskers follow the tables: none from fewer than 3 seeds.
