@@ -19,10 +19,11 @@ table was not available here, so every dataset keeps those defaults (configs/alg
 
 Differences, each deliberate: the model buffer is checkpointed, so a killed run resumes to
 an uninterrupted run's numbers (the evaluation snapshots leave it out: it is ~0.2 GB at the
-paper's sizes); the real rows of
-a batch are the first ``dataset_ratio`` of the batch the training loop draws (uniformly at
-random, so as good as a fresh draw); the model's inputs and targets are standardised (see
-``ramac.models.dynamics``).
+paper's sizes); the real rows of a batch are the first ``dataset_ratio`` of the batch the
+training loop draws (uniformly at random, so as good as a fresh draw); the model's inputs
+and targets are standardised (see ``ramac.models.dynamics``); one model per dataset is
+shared by every run seed (``model_seed``). Each rollout counts the model states in the
+data's hazard region (``model_hazard_rate`` in the training log; docs/ravl.md).
 
 ``ravl_cvar`` keeps the model and its rollouts but learns RADAC's IQN critic ensemble with the
 quantile Huber loss, and its actor maximises CVaR_0.1 of the pessimistic critic.
