@@ -2,7 +2,7 @@
 
 Drawn from the tidy records alone (``eval.metrics.aggregate`` output, OOD rates, training
 logs and ``episodes.csv`` rows). Every figure has one panel per dataset, gives each algorithm
-the same tab10 colour in every figure (pass the same ``algos`` list to each call for that),
+the same colour in every figure (pass the same ``algos`` list to each call for that),
 and is written as ``<stem>.png`` and ``<stem>.pdf`` with atomic writes.
 """
 
@@ -38,13 +38,19 @@ EPISODE_COLUMNS = ["dataset", "algo", "seed", "episode", "return"]
 # --------------------------------------------------------------------------- helpers
 
 
+# After tab10's ten: colours far from all of them (the suite has 12 methods), then a cycle.
+EXTRA_COLOURS = ("#000000", "#b5a100", "#00429d", "#93003a", "#4dac26", "#7b3294")
+
+
 def algo_colours(algos: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
-    """Map each algorithm to a tab10 colour by its position in ``algos`` (cycling after 10).
+    """Map each algorithm to a colour by its position in ``algos``: tab10's ten, then
+    ``EXTRA_COLOURS``, cycling after 16.
 
     One mapping for every figure keeps an algorithm's colour the same across figures.
     """
-    cmap = plt.get_cmap("tab10")
-    return {algo: cmap(i % 10) for i, algo in enumerate(dict.fromkeys(algos))}
+    palette = [plt.get_cmap("tab10")(i) for i in range(10)]
+    palette += [matplotlib.colors.to_rgba(c) for c in EXTRA_COLOURS]
+    return {algo: palette[i % len(palette)] for i, algo in enumerate(dict.fromkeys(algos))}
 
 
 def var_threshold(returns: np.ndarray | Sequence[float], alpha: float) -> float:

@@ -163,4 +163,6 @@ def test_algo_colours_stable() -> None:
     assert algo_colours(ALGOS) == first
     tab10 = plt.get_cmap("tab10")
     assert [first[a] for a in ALGOS] == [tab10(0), tab10(1), tab10(2)]
-    assert algo_colours([f"a{i}" for i in range(11)])["a10"] == tab10(0)  # cycles after 10
+    many = algo_colours([f"a{i}" for i in range(17)])
+    assert len(set(list(many.values())[:16])) == 16  # the suite's 12 methods all differ
+    assert many["a10"] == (0.0, 0.0, 0.0, 1.0) and many["a16"] == tab10(0)  # cycles after 16
