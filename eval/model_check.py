@@ -92,11 +92,9 @@ def model_check(
     env_id: str | None = None,
     n_states: int = CHECK_STATES,
 ) -> dict[str, Any]:
-    """The columns a model-based run's metrics row gets (none for other agents): model and
-    simulator from the same ``n_states`` dataset states, ``steps_k`` steps of the evaluated
-    (deterministic) policy each."""
-    if not hasattr(agent, "dynamics_for"):
-        return {}
+    """The columns a model-based run's metrics row gets (``agent`` has ``dynamics_for``:
+    RAVL): model and simulator from the same ``n_states`` dataset states, ``steps_k`` steps
+    of the evaluated (deterministic) policy each."""
     model = agent.dynamics_for(dataset).to("cpu")
     generator = torch.Generator().manual_seed(CHECK_SEED + seed)
 

@@ -391,11 +391,10 @@ def train_dynamics(
     start = time.perf_counter()
     inputs, targets, states = _arrays(dataset, device)
     n = len(inputs)
-    n_hold = int(n * c.holdout_ratio)
-    if n_hold < 1 or n - n_hold < 1:
-        raise UserError(f"dataset {dataset.provenance.id}: too few rows ({n}) to hold out data")
     g = torch.Generator().manual_seed(seed)
     hold, train = (rows.to(device) for rows in holdout_split(n, c.holdout_ratio, g))
+    if not len(hold) or not len(train):
+        raise UserError(f"dataset {dataset.provenance.id}: too few rows ({n}) to hold out data")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = DynamicsEnsemble(dataset.obs_dim, dataset.act_dim, task_of_dataset(dataset), c)
@@ -436,8 +435,8 @@ def train_dynamics(
         "elites": [int(i) for i in model.elites],
         "epochs": epoch,
         "train_seconds": round(time.perf_counter() - start, 3),
-        "n_train": int(n - n_hold),
-        "n_holdout": int(n_hold),
+        "n_train": len(train),
+        "n_holdout": len(hold),
         **one_step_errors(model, inputs[hold], targets[hold]),
         # what it sees of the data's hazard on the held-out rows, from a stream of its own
         "hazard": penalty_fidelity(
