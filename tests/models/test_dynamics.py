@@ -210,3 +210,10 @@ def test_a_relabelled_datasets_model_records_what_it_sees_of_the_hazard(tmp_path
     assert 0.2 < hazard["data_penalty_rate"] < 0.8  # p = 0.5 on a few dozen rows
     assert record["heldout_state_mse"] < record["no_change_state_mse"] * 2
     assert dynamics.load_dynamics(next(tmp_path.glob("*.pt"))).record == model.record
+
+
+def test_too_few_rows_to_hold_out_is_a_user_error():
+    from ramac.errors import UserError
+
+    with pytest.raises(UserError, match="too few rows \\(4\\)"):
+        train_dynamics(linear_dataset(n=4), seed=0, config=TINY)  # int(4 x 0.2) = 0 held out
