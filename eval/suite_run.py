@@ -43,7 +43,7 @@ from ramac.data.dataset import OfflineDataset
 from ramac.envs.hazards import HazardSpec
 from ramac.envs.mujoco import ENV_VERSIONS, FULL_HORIZON, PAPER_HORIZONS, env_id_for
 from ramac.errors import UserError
-from ramac.io import atomic_to_csv
+from ramac.io import atomic_to_csv, load_torch_file
 from ramac.risk import cvar_estimate
 from ramac.train import (
     CHECKPOINT,
@@ -245,7 +245,7 @@ def agent_at(run: TrainedRun, dataset: OfflineDataset, step: int) -> Any:
     """The run's agent at checkpoint ``step``: the final one, or a kept snapshot."""
     agent, final_step = trained_agent(run, dataset)
     if step != final_step:
-        agent.load_state_dict(torch.load(snapshot_path(run.run_dir, step), weights_only=False))
+        agent.load_state_dict(load_torch_file(snapshot_path(run.run_dir, step)))
     return agent
 
 
@@ -262,7 +262,7 @@ def _rollouts(
     if run.keep_snapshots:
         for path in sorted((run.run_dir / SNAPSHOT_DIR).glob("step*.pt")):
             if int(path.stem[4:]) != final_step:
-                agent.load_state_dict(torch.load(path, weights_only=False))
+                agent.load_state_dict(load_torch_file(path))
                 step = int(path.stem[4:])
                 rollouts.append((step, *rollout_agent(agent, run, horizon, env_id)))
     return sorted(rollouts, key=lambda rollout: rollout[0])

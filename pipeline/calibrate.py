@@ -83,7 +83,7 @@ def bandit_run_calibration(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame] |
     """A finished bandit run's critic against the closed form, or None (no IQN critic)."""
     from eval.calibration import bandit_critic_calibration
     from ramac.envs.bandit import BanditSpec, make_dataset
-    from ramac.train import CHECKPOINT, build_agent
+    from ramac.train import CHECKPOINT, build_agent, read_checkpoint
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     extra = config["dataset"]["extra"]  # the bandit's provenance: its geometry and data seed
@@ -92,7 +92,10 @@ def bandit_run_calibration(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame] |
     agent = build_agent(config["algo"], dataset, config["seed"], config["algo_config"])
     if not has_iqn_critic(agent):
         return None
-    agent.load_state_dict(torch.load(run_dir / CHECKPOINT, weights_only=False)["agent"])
+    state = read_checkpoint(run_dir / CHECKPOINT, then="run 'bandit' again to retrain the run")
+    if state is None:
+        raise UserError(f"{run_dir}: no readable {CHECKPOINT}; run 'bandit' again first")
+    agent.load_state_dict(state["agent"])
     return bandit_critic_calibration(agent.critic, spec)
 
 

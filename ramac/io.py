@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -174,3 +175,37 @@ def read_table(path: str | os.PathLike, columns: tuple[str, ...] = ()) -> pd.Dat
     if missing:
         raise ValueError(f"no column {', '.join(missing)}")
     return table
+
+
+def require_regular_file(path: str | os.PathLike) -> Path:
+    """``path`` when it is a regular file; an ``OSError`` naming it otherwise (missing, a
+    folder, a FIFO or a device: opening a FIFO where a record should be would wait forever)."""
+    path = Path(path)
+    mode = os.stat(path).st_mode  # FileNotFoundError when missing
+    if not stat.S_ISREG(mode):
+        raise IsADirectoryError(0, "not a regular file", str(path))
+    return path
+
+
+def load_torch_file(path: str | os.PathLike, map_location=None):  # noqa: ANN201 - torch's data
+    """The tensors and plain values saved at ``path`` by ``torch.save``, read as data only.
+
+    Checkpoints, snapshots and caches are shared between researchers, so opening one must
+    never run code: the unpickler is torch's ``weights_only=True`` one, which builds only
+    tensors, containers and plain values and refuses anything else with an
+    ``UnpicklingError`` (every caller treats that as a damaged record). Only regular files
+    are opened (:func:`require_regular_file`)."""
+    import pickle
+    import re
+
+    import torch
+
+    try:
+        return torch.load(require_regular_file(path), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's message advises weights_only=False: not here
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        needs = f" ({found.group(1)})" if found else ""
+        raise pickle.UnpicklingError(
+            f"refused: its pickle needs more than tensors and plain values{needs}, "
+            "and a file is never run as code"
+        ) from None

@@ -26,7 +26,14 @@ from tqdm import tqdm
 from ramac import progress
 from ramac.agents.base import RESUME_ONLY, make_agent
 from ramac.data.dataset import Batch, BatchSampler, OfflineDataset
-from ramac.io import atomic_write_bytes, atomic_write_text, move_aside, problem_of, read_table
+from ramac.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    load_torch_file,
+    move_aside,
+    problem_of,
+    read_table,
+)
 from ramac.runtime import keep_freed_memory
 from ramac.seed_parallel import SeedStack
 
@@ -100,7 +107,7 @@ def heal_log(run_dir: Path, log: list[dict] | None = None) -> bool:
         problem = exc
     if log is None:
         try:
-            state = torch.load(run_dir / CHECKPOINT, weights_only=False)
+            state = load_torch_file(run_dir / CHECKPOINT)
             log = state["log"]
         except Exception:  # noqa: BLE001 - no readable checkpoint: nothing to heal from
             return False
@@ -128,7 +135,7 @@ def read_checkpoint(path: Path, then: str = "") -> dict | None:
     if not path.exists():
         return None
     try:
-        state = torch.load(path, weights_only=False)
+        state = load_torch_file(path)
         if not isinstance(state, dict):
             raise TypeError(f"holds a {type(state).__name__}, not a checkpoint")
         missing = [key for key in CHECKPOINT_KEYS if key not in state]
@@ -432,6 +439,6 @@ def load_trained(
 ):
     """The agent stored in ``run_dir``'s checkpoint (for evaluation)."""
     agent = build_agent(algo, dataset, 0, overrides, schedule_scale)
-    state = torch.load(run_dir / CHECKPOINT, weights_only=False)
+    state = load_torch_file(run_dir / CHECKPOINT)
     agent.load_state_dict(state["agent"])
     return agent, state["step"]

@@ -354,7 +354,7 @@ def _torch_loads(path: Path) -> str | None:
     import torch
 
     try:
-        torch.load(path, weights_only=False)
+        torch.load(path, weights_only=True)  # as the toolkit loads it
     except Exception as exc:  # the check reports any failure to load
         return f"{path.name} does not load ({exc.__class__.__name__})"
     return None

@@ -22,7 +22,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, algo):
     train(algo, dataset, tmp_path / "straight", settings, overrides)
     # "Kill" a run after its second checkpoint, then start it again: it resumes from step 8.
     train(algo, dataset, tmp_path / "resumed", settings, overrides, stop_after=8)
-    assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)["step"] == 8
+    assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)["step"] == 8
     train(algo, dataset, tmp_path / "resumed", settings, overrides)
 
     a, step_a = load_trained(algo, dataset, tmp_path / "straight", overrides)
@@ -82,8 +82,8 @@ def test_seed_stack_writes_each_run_as_a_separate_run_would(tmp_path):
     dirs = [tmp_path / f"stack{s}" for s in (0, 1)]
     train_seeds("radac", dataset, dirs, settings, radac_tiny())
     train("radac", dataset, tmp_path / "alone1", settings[1], radac_tiny())
-    stacked = torch.load(dirs[1] / CHECKPOINT, weights_only=False)
-    alone = torch.load(tmp_path / "alone1" / CHECKPOINT, weights_only=False)
+    stacked = torch.load(dirs[1] / CHECKPOINT, weights_only=True)
+    alone = torch.load(tmp_path / "alone1" / CHECKPOINT, weights_only=True)
     assert stacked["step"] == alone["step"] == 12
     assert stacked["sampler"] == alone["sampler"]  # the same batches, in the same order
     for run_dir in dirs:
@@ -102,14 +102,14 @@ def test_killed_seed_stack_resumes_to_the_same_numbers(tmp_path):
     resumed = [tmp_path / f"resumed{s}" for s in (2, 3)]
     train_seeds("radac", dataset, straight, settings, radac_tiny())
     train_seeds("radac", dataset, resumed, settings, radac_tiny(), stop_after=8)
-    assert torch.load(resumed[0] / CHECKPOINT, weights_only=False)["step"] == 8
+    assert torch.load(resumed[0] / CHECKPOINT, weights_only=True)["step"] == 8
     train_seeds("radac", dataset, resumed, settings, radac_tiny())
     for a, b in zip(straight, resumed, strict=True):
         log_a = pd.read_csv(a / TRAIN_LOG).drop(columns="wall_seconds")
         log_b = pd.read_csv(b / TRAIN_LOG).drop(columns="wall_seconds")
         pd.testing.assert_frame_equal(log_a, log_b)
-        state_a = torch.load(a / CHECKPOINT, weights_only=False)["agent"]["nets"]["actor"]
-        state_b = torch.load(b / CHECKPOINT, weights_only=False)["agent"]["nets"]["actor"]
+        state_a = torch.load(a / CHECKPOINT, weights_only=True)["agent"]["nets"]["actor"]
+        state_b = torch.load(b / CHECKPOINT, weights_only=True)["agent"]["nets"]["actor"]
         for key in state_a:
             assert torch.equal(state_a[key], state_b[key]), key
 
@@ -124,7 +124,7 @@ def test_seed_stack_with_runs_at_different_steps_trains_them_one_by_one(tmp_path
     train("radac", dataset, dirs[0], settings[0], radac_tiny(), stop_after=4)
     train_seeds("radac", dataset, dirs, settings, radac_tiny())
     for run_dir in dirs:
-        assert torch.load(run_dir / CHECKPOINT, weights_only=False)["step"] == 8
+        assert torch.load(run_dir / CHECKPOINT, weights_only=True)["step"] == 8
     with pytest.raises(ValueError, match="only in their seed"):
         train_seeds("radac", dataset, dirs, [settings[0], TrainSettings(steps=9, seed=1)])
 
@@ -143,13 +143,13 @@ def test_a_stack_checkpoint_cut_short_by_a_kill_is_finished_or_undone(tmp_path):
     torch.save(state(8), a / PENDING)  # killed before b's pending was written
     _settle_pending([a, b])
     assert not (a / PENDING).exists()
-    assert [torch.load(d / CHECKPOINT, weights_only=False)["step"] for d in (a, b)] == [4, 4]
+    assert [torch.load(d / CHECKPOINT, weights_only=True)["step"] for d in (a, b)] == [4, 4]
 
     torch.save(state(8), a / CHECKPOINT)  # a renamed, killed before b's rename
     torch.save(state(8), b / PENDING)
     _settle_pending([a, b])
     assert not (b / PENDING).exists()
-    assert [torch.load(d / CHECKPOINT, weights_only=False)["step"] for d in (a, b)] == [8, 8]
+    assert [torch.load(d / CHECKPOINT, weights_only=True)["step"] for d in (a, b)] == [8, 8]
     assert list(pd.read_csv(b / TRAIN_LOG)["step"]) == [8]
 
 
@@ -229,13 +229,13 @@ def test_a_killed_ravl_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     log_b = pd.read_csv(tmp_path / "resumed" / TRAIN_LOG).drop(columns="wall_seconds")
     assert "model_hazard_rate" in log_a and list(log_a["step"]) == [2, 4, 6, 8, 10]
     pd.testing.assert_frame_equal(log_a, log_b)
-    a = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=False)["agent"]
-    b = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)["agent"]
+    a = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=True)["agent"]
+    b = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)["agent"]
     for key, value in a["nets"]["critic"].items():
         torch.testing.assert_close(value, b["nets"]["critic"][key], rtol=0, atol=0)
     assert a[RESUME_ONLY]["model_buffer"]["size"] == b[RESUME_ONLY]["model_buffer"]["size"] > 0
 
     snapshots = TrainSettings(**{**settings.__dict__, "keep_snapshots": True})
     train("ravl", dataset, tmp_path / "kept", snapshots, overrides)
-    snapshot = torch.load(next((tmp_path / "kept" / SNAPSHOT_DIR).glob("*.pt")), weights_only=False)
+    snapshot = torch.load(next((tmp_path / "kept" / SNAPSHOT_DIR).glob("*.pt")), weights_only=True)
     assert RESUME_ONLY not in snapshot and "nets" in snapshot

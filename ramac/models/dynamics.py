@@ -61,7 +61,13 @@ from ramac import progress
 from ramac.data.dataset import OfflineDataset
 from ramac.data.generate import default_data_dir
 from ramac.errors import UserError
-from ramac.io import atomic_write_bytes, atomic_write_text
+from ramac.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    load_torch_file,
+    move_aside,
+    problem_of,
+)
 from ramac.models.hazard_view import penalty_fidelity
 from ramac.nets.iqn import EnsembleLinear
 
@@ -538,16 +544,29 @@ def _save(path: Path, model: DynamicsEnsemble, record: dict[str, Any]) -> None:
 def load_dynamics(path: Path, device: str | torch.device = "cpu") -> DynamicsEnsemble:
     """The ensemble saved at ``path`` by :func:`ensure_dynamics`."""
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = load_torch_file(path, map_location=device)
         config = DynamicsConfig(
             **{**state["config"], "weight_decays": tuple(state["config"]["weight_decays"])}
         )
         model = DynamicsEnsemble(state["obs_dim"], state["act_dim"], state["task"], config)
         model.load_state_dict(state["weights"])
         model.record = state.get("record", {})
-    except (OSError, KeyError, RuntimeError, TypeError) as exc:
-        raise UserError(f"{path}: not a readable dynamics model ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to read is a damaged file
+        raise UserError(f"{path}: not a readable dynamics model ({problem_of(exc)})") from None
     return model.to(device)
+
+
+def _cached_dynamics(path: Path, device: str | torch.device) -> DynamicsEnsemble | None:
+    """The cached ensemble at ``path``, or None when there is none. A cache that does not
+    read (empty, cut, random bytes, or a pickle that would need more than tensors) is moved
+    to the cache's ``corrupt/`` with a one-line warning, and the model is trained anew."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        return load_dynamics(path, device)
+    except UserError as exc:
+        move_aside(path, str(exc).split(": ", 1)[-1], then="the model is trained anew")
+        return None
 
 
 def ensure_dynamics(
@@ -567,8 +586,9 @@ def ensure_dynamics(
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
-        if path.exists():
-            return load_dynamics(path, device)
+        cached = _cached_dynamics(path, device)
+        if cached is not None:
+            return cached
         model, info = train_dynamics(dataset, seed, c, device)
         model.record = {
             "dataset": dataset.provenance.to_dict(),

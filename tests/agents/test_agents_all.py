@@ -166,7 +166,7 @@ def test_save_load_round_trip_is_exact(name):
 
     torch.manual_seed(2)  # different initial weights, all overwritten by the load
     fresh = make(name)
-    fresh.load_state_dict(torch.load(buffer, weights_only=False))
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
     assert fresh.step == agent.step
 
     obs = torch.randn(5, OBS_DIM)

@@ -154,7 +154,7 @@ def test_save_load_round_trip_gives_the_same_actions(name):
     buffer.seek(0)
     torch.manual_seed(5)
     fresh = make(name, attach=False)
-    fresh.load_state_dict(torch.load(buffer, weights_only=False))
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
     obs = torch.randn(5, OBS_DIM)
     assert fresh.step == 3 and torch.equal(agent.act(obs), fresh.act(obs))
 

@@ -72,7 +72,7 @@ def killed_at(out: Path, seeds: int, step: int) -> list[Path]:
     else:
         settings = [job.settings for job in jobs]
         train_seeds("bc", dataset, dirs, settings, jobs[0].overrides, stop_after=step)
-    assert all(torch.load(d / CHECKPOINT, weights_only=False)["step"] == step for d in dirs)
+    assert all(torch.load(d / CHECKPOINT, weights_only=True)["step"] == step for d in dirs)
     return dirs
 
 

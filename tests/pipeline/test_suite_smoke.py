@@ -124,7 +124,7 @@ def test_killed_training_resumes_to_the_same_final_metrics(tmp_path):
     checkpoint = _wait_for_checkpoint(killed / "runs", proc)
     proc.send_signal(signal.SIGKILL)  # no chance to clean up, as on a lost machine
     proc.wait()
-    assert torch.load(checkpoint, weights_only=False)["step"] == 300  # killed mid-way
+    assert torch.load(checkpoint, weights_only=True)["step"] == 300  # killed mid-way
     assert not (checkpoint.parent / "done").exists()
 
     cli(data, "train", *args, "--out", str(killed))  # resumes from step 300
