@@ -32,7 +32,7 @@ from pipeline.executors import run_jobs
 from ramac.agents import AGENTS, make_config  # the package: every algorithm registered
 from ramac.config import PAPER_STEPS, ROOT, config_hash, read_yaml
 from ramac.data.dataset import OfflineDataset
-from ramac.errors import UserError
+from ramac.errors import UserError, brief
 from ramac.io import CORRUPT, atomic_write_text, move_aside, problem_of
 from ramac.records import package_versions, write_yaml
 from ramac.train import TrainSettings, hyperparameter_key, seed_stackable, train, train_seeds
@@ -112,7 +112,7 @@ class FrontierSettings:
         if min(values) < 0:
             raise UserError(f"{where}: values must be >= 0, got {min(values):g}")
         if len(set(values)) != len(values):
-            raise UserError(f"{where}: values: each value once, got {self.values}")
+            raise UserError(f"{where}: values: each value once, got {brief(self.values)}")
         if self.seeds is not None:
             whole(where, "seeds", self.seeds)
         if self.datasets is not None:

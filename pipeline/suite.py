@@ -53,7 +53,7 @@ from ramac.data.d4rl import KINDS
 from ramac.data.dataset import OfflineDataset
 from ramac.envs.hazards import HazardSpec, dataset_key, load_hazard, relabel, spec_set_path
 from ramac.envs.mujoco import task_of
-from ramac.errors import UserError
+from ramac.errors import UserError, brief
 from ramac.io import atomic_to_csv, read_table
 from ramac.models.dynamics import record_row
 from ramac.train import CHECKPOINT, MODEL_RECORD, TRAIN_LOG, TrainSettings, heal_log
@@ -89,7 +89,9 @@ class SuiteProfile(Profile):
         if self.algos is not None:
             algorithms(where, "algos", self.algos)
         if not isinstance(self.snapshots, bool):
-            raise UserError(f"{where}: snapshots must be true or false, got {self.snapshots!r}")
+            raise UserError(
+                f"{where}: snapshots must be true or false, got {brief(self.snapshots)}"
+            )
         return super().validated(where)
 
 
@@ -414,7 +416,7 @@ def make_plan(
     if source not in suite.hazards:
         raise UserError(f"{suite_file}: hazards: no hazard set for {source} data")
     if checkpoint not in (None, "final", "best"):
-        raise UserError(f"--checkpoint must be final or best, got {checkpoint!r}")
+        raise UserError(f"--checkpoint must be final or best, got {brief(checkpoint)}")
     settings = dataclasses.replace(
         suite.eval,
         episodes=limits.episodes or suite.eval.episodes,

@@ -35,6 +35,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from ramac.config import env_folder
 from ramac.data.dataset import OfflineDataset, Provenance, check_dataset, nonfinite
 from ramac.errors import UserError
 
@@ -128,8 +129,9 @@ D4RL_DATASETS: dict[str, D4RLInfo] = {
 
 
 def dataset_dir() -> Path:
-    """Where D4RL files are cached: ``$D4RL_DATASET_DIR`` or ``~/.d4rl/datasets`` (as d4rl)."""
-    return Path(os.environ.get("D4RL_DATASET_DIR", Path.home() / ".d4rl" / "datasets"))
+    """Where D4RL files are cached: ``$D4RL_DATASET_DIR`` or ``~/.d4rl/datasets`` (as d4rl);
+    set but empty is an error (``ramac.config.env_folder``)."""
+    return env_folder("D4RL_DATASET_DIR", Path.home() / ".d4rl" / "datasets")
 
 
 def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:

@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -44,7 +43,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ramac import progress
-from ramac.config import ROOT
+from ramac.config import ROOT, env_folder
 from ramac.data.behaviour import ENV_IDS, POLICY_DIR, GaussianTanhPolicy, load_policy
 from ramac.data.cards import dataset_card, format_card, write_card
 from ramac.data.d4rl import (
@@ -74,8 +73,9 @@ FULL_EPISODE = 1000
 
 
 def default_data_dir() -> Path:
-    """Where generated datasets live: ``$RAMAC_DATA_DIR/generated`` or ``<repo>/data/generated``."""
-    return Path(os.environ.get("RAMAC_DATA_DIR", ROOT / "data")) / "generated"
+    """Where generated datasets live: ``$RAMAC_DATA_DIR/generated`` or ``<repo>/data/generated``
+    (set but empty is an error: ``ramac.config.env_folder``)."""
+    return env_folder("RAMAC_DATA_DIR", ROOT / "data") / "generated"
 
 
 # ----------------------------------------------------------------------------- snapshots
