@@ -375,9 +375,11 @@ def write_config(job: Job, dataset: OfflineDataset, stack: list[int]) -> None:
                 raise ValueError("empty file")
             if "algo" not in recorded:
                 raise ValueError("no algo: not a run's config")
-            return
         except (UserError, ValueError, OSError) as exc:  # a damaged record: rewritten below
             move_aside(path, problem_of(exc), then="it is written again")
+        else:
+            check_same_data(job.run_dir, dataset, recorded)  # a resumed run: the same data
+            return
     config = make_config(  # as train() does
         job.algo, hyperparameter_key(dataset), job.overrides, job.schedule_scale
     )
@@ -399,6 +401,50 @@ def write_config(job: Job, dataset: OfflineDataset, stack: list[int]) -> None:
             "versions": package_versions(),
         },
     )
+
+
+def trained_on(config: Mapping[str, Any]) -> str:
+    """The sha256 of the data a run's ``config.yaml`` (``config``) says it trained on: its
+    provenance's (the suite: ``provenance``, the bandit: ``dataset``); "" when it records
+    none (data built in memory, or a record from before provenance was kept)."""
+    for key in ("provenance", "dataset"):
+        block = config.get(key)
+        if isinstance(block, dict) and isinstance(block.get("sha256"), str):
+            return block["sha256"]
+    return ""
+
+
+def check_same_data(
+    run_dir: Path, dataset: OfflineDataset, config: Mapping[str, Any] | None = None
+) -> None:
+    """Refuse, in one line, to resume, evaluate or calibrate the run in ``run_dir`` on
+    ``dataset`` when its sha256 differs from the data the run trained on (its
+    ``config.yaml``, or ``config`` as read already): another file under the dataset's name
+    would give numbers that belong to neither. A run without a readable config is left to
+    the stage (``write_config`` heals a damaged one)."""
+    if config is None:
+        path = run_dir / CONFIG
+        if not path.is_file():
+            return
+        try:
+            config = read_yaml(path)
+        except (UserError, OSError):
+            return
+    recorded, now = trained_on(config), dataset.provenance.sha256
+    if recorded and now and recorded != now:
+        where = dataset.provenance.extra.get("path") or f"dataset {dataset.provenance.id}"
+        raise UserError(
+            f"{run_dir}: trained on data with sha256 {brief(recorded, 16)}, but {where} now "
+            f"has sha256 {now[:12]}...: restore the data it trained on, or train again into "
+            "another --out"
+        )
+
+
+def check_data_of(jobs: Sequence[Job]) -> None:
+    """:func:`check_same_data` of every run that has a ``config.yaml``, before any work."""
+    for job in jobs:
+        if (job.run_dir / CONFIG).is_file():
+            check_same_data(job.run_dir, job.dataset())
 
 
 def train_run(job: Job, dataset: OfflineDataset) -> Any:

@@ -489,6 +489,7 @@ def run_plan(
     runs.check_out(plan.out)
     for spec in plan.data:
         prepare_data(spec)
+    runs.check_data_of(plan.jobs)  # a trained run meets only the data it trained on
     start = time.perf_counter()
     stacks = seed_stacks_on and "train" in plan.jobs[0].stages
     rows = runs.execute(run_job, plan.jobs, SUITE, workers, executor, ray_address, stacks)
