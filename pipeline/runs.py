@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from eval.settings import names, number, typed, whole
 from pipeline import locks
+from pipeline.estimate import print_plan
 from pipeline.executors import run_jobs
 from ramac.agents import AGENTS, make_config  # the package: every algorithm registered
 from ramac.config import PAPER_STEPS, ROOT, config_hash, read_yaml
@@ -265,6 +266,11 @@ class Job:
         raise NotImplementedError
 
     @property
+    def trains(self) -> bool:
+        """Whether the job trains its run (when unfinished); evaluation-only jobs do not."""
+        return True
+
+    @property
     def eval(self) -> dict[str, Any]:
         """The evaluation settings as recorded (``config.yaml``) and hashed."""
         return self.eval_settings.record()
@@ -289,16 +295,34 @@ class PlanBudget:
     where: str  # the suite file and profile, for errors in the profile's overrides
 
 
+# A budget above this many times the paper's needs --force: 10x is already far beyond any
+# study of the paper, and a typo (--steps 10**12, ~30 years) must not start silently.
+MAX_PAPER_MULTIPLE = 10
+
+
 def plan_budget(
-    suite: SuiteFile, name: str, path: Path, steps: int | None, seeds: int | None
+    suite: SuiteFile,
+    name: str,
+    path: Path,
+    steps: int | None,
+    seeds: int | None,
+    force: bool = False,
 ) -> PlanBudget:
     """Profile ``name`` of the suite file at ``path``; ``steps`` / ``seeds`` (the command
-    line's, when given) replace its own and must be at least 1."""
+    line's, when given) replace its own and must be at least 1. A budget above
+    ``MAX_PAPER_MULTIPLE`` x the paper profile's (``schedule_scale``) needs ``force``."""
     profile = suite.profile(name, path)
+    where = f"{path} [profiles.{name}]"
+    given = "--steps" if steps is not None else f"{where}: steps"
     steps = profile.steps if steps is None else check_positive("steps", steps)
     seeds = profile.seeds if seeds is None else check_positive("seeds", seeds)
     scale = schedule_scale(suite, steps)
-    return PlanBudget(name, profile, steps, seeds, scale, f"{path} [profiles.{name}]")
+    if scale > MAX_PAPER_MULTIPLE and not force:
+        raise UserError(
+            f"{given} {steps:,} is {scale:,.0f} x the paper's budget of "
+            f"{round(steps / scale):,} updates; above {MAX_PAPER_MULTIPLE} x needs --force"
+        )
+    return PlanBudget(name, profile, steps, seeds, scale, where)
 
 
 def with_overrides(budget: PlanBudget, overrides: Mapping[str, Any] | None) -> PlanBudget:
@@ -593,6 +617,8 @@ def execute(
     the unfinished seeds of each run first train together, one process per seed stack
     (``ramac.seed_parallel``; evaluation stays per run)."""
     check_workers(workers)
+    if any(job.trains for job in jobs):
+        print_plan(jobs, desc, workers)
     grouped = seed_stacks(jobs) if stacks else []
     where = {"workers": workers, "executor": executor, "ray_address": ray_address}
     if grouped:

@@ -232,6 +232,10 @@ class SuiteJob(Job):
     suite = SUITE
 
     @property
+    def trains(self) -> bool:
+        return "train" in self.stages
+
+    @property
     def settings(self) -> TrainSettings:
         every = max(1, self.steps // max(1, self.checkpoints))
         return TrainSettings(
@@ -389,19 +393,20 @@ def make_plan(
     suite_file: Path | None = None,
     checkpoint: str | None = None,
     overrides: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> Plan:
     """Every (dataset, algorithm, seed) job of a profile, with its run folder.
 
     ``datasets`` may name tasks (``hopper``): each stands for all of its suite datasets.
     ``overrides``: settings on top of the profile's (the frontier's eta). Every setting is
-    checked here, before any job starts.
+    checked here, before any job starts (``force``: ``runs.plan_budget``'s).
     """
     suite_file = suite_file or SUITE_FILE
     if source not in SOURCES:
         raise UserError(f"unknown data source '{source}' (known: {', '.join(SOURCES)})")
     suite = D4RLSuite.read(suite_file)
     budget = runs.with_overrides(
-        runs.plan_budget(suite, profile, suite_file, steps, seeds), overrides
+        runs.plan_budget(suite, profile, suite_file, steps, seeds, force), overrides
     )
     limits = budget.profile
     algos = list(algos or limits.algos or suite.algos)
