@@ -458,7 +458,7 @@ def check_same_data(
     if recorded and now and recorded != now:
         where = dataset.provenance.extra.get("path") or f"dataset {dataset.provenance.id}"
         raise UserError(
-            f"{run_dir}: trained on data with sha256 {brief(recorded, 16)}, but {where} now "
+            f"{run_dir}: trained on data with sha256 {recorded[:12]}..., but {where} now "
             f"has sha256 {now[:12]}...: restore the data it trained on, or train again into "
             "another --out"
         )
