@@ -229,3 +229,16 @@ def test_error_messages_cut_a_huge_value_in_bounded_work():
     with pytest.raises(UserError, match="must be a non-empty list of names, got") as err:
         names("suite.yaml", "datasets", [value])
     assert len(str(err.value)) < 200
+
+
+def test_calibrate_reads_a_damaged_config_in_one_line(tmp_path):
+    from pipeline.calibrate import bandit_run_calibration
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("algo: [unclosed\n")
+    with pytest.raises(UserError, match="config.yaml: not valid YAML"):
+        bandit_run_calibration(run)
+    (run / "config.yaml").write_text("algo: bc\n")
+    with pytest.raises(UserError, match="config.yaml: not a bandit run's config"):
+        bandit_run_calibration(run)
