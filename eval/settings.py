@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any, Self, TypeVar
 
 from ramac.config import build
-from ramac.errors import UserError
+from ramac.errors import UserError, brief
 from ramac.risk import TAIL_RULES
 
 T = TypeVar("T")
@@ -31,7 +31,7 @@ def typed(cls: type[T], values: Any, where: str) -> T:
     (``configs/suites/bandit.yaml [profiles.smoke]``) in every error.
     """
     if not isinstance(values, dict):
-        raise UserError(f"{where}: expected a mapping of settings, got {values!r}")
+        raise UserError(f"{where}: expected a mapping of settings, got {brief(values)}")
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     required = [
         f.name
@@ -47,7 +47,7 @@ def typed(cls: type[T], values: Any, where: str) -> T:
 def whole(where: str, key: str, value: Any, minimum: int = 1) -> int:
     """``value`` when it is a whole number >= ``minimum`` (not a bool, not 2.0)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{where}: {key} must be a whole number >= {minimum}, got {value!r}")
+        raise UserError(f"{where}: {key} must be a whole number >= {minimum}, got {brief(value)}")
     return value
 
 
@@ -60,7 +60,7 @@ def number(
     if not ok:
         low = "(-inf" if above is None else f"({above:g}"
         high = "inf)" if at_most is None else f"{at_most:g}]"
-        raise UserError(f"{where}: {key} must be a number in {low}, {high}, got {value!r}")
+        raise UserError(f"{where}: {key} must be a number in {low}, {high}, got {brief(value)}")
     return value
 
 
@@ -69,14 +69,14 @@ def one_of(where: str, key: str, value: Any, choices: Iterable[Any]) -> Any:
     choices = tuple(choices)
     if value not in choices:
         known = ", ".join(str(c) for c in choices)
-        raise UserError(f"{where}: {key} must be one of {known}, got {value!r}")
+        raise UserError(f"{where}: {key} must be one of {known}, got {brief(value)}")
     return value
 
 
 def names(where: str, key: str, value: Any) -> list[str]:
     """``value`` when it is a non-empty list of strings (algorithm or dataset names)."""
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise UserError(f"{where}: {key} must be a non-empty list of names, got {value!r}")
+        raise UserError(f"{where}: {key} must be a non-empty list of names, got {brief(value)}")
     return value
 
 

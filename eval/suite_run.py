@@ -42,7 +42,7 @@ from ramac.config import config_hash
 from ramac.data.dataset import OfflineDataset
 from ramac.envs.hazards import HazardSpec
 from ramac.envs.mujoco import ENV_VERSIONS, FULL_HORIZON, PAPER_HORIZONS, env_id_for
-from ramac.errors import UserError
+from ramac.errors import UserError, brief
 from ramac.io import atomic_to_csv, load_torch_file
 from ramac.risk import cvar_estimate
 from ramac.train import (
@@ -122,10 +122,14 @@ def _env_setting(where: str, setting: Any) -> str | EnvOverride | None:
     if keys != {"version", "reason"} or setting["version"] not in ENV_VERSIONS:
         raise UserError(
             f"{where}: eval.env must be 'data' or {{version: {'|'.join(ENV_VERSIONS)}, "
-            f"reason: ...}}, got {setting!r}"
+            f"reason: ...}}, got {brief(setting)}"
         )
-    if not str(setting["reason"] or "").strip():
-        raise UserError(f"{where}: eval.env overrides the data's simulator: state a reason")
+    reason = setting["reason"]
+    if not isinstance(reason, str) or not reason.strip():
+        raise UserError(
+            f"{where}: eval.env overrides the data's simulator: state a reason (a line of text), "
+            f"got {brief(reason)}"
+        )
     return EnvOverride(**setting)
 
 

@@ -112,10 +112,12 @@ def make_jobs(
     algos: list[str] | None,
     steps: int | None = None,
     overrides: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> list[BanditJob]:
     """The job list of a profile: every algorithm x seed (``steps`` overrides the budget;
-    ``overrides``, settings on top of the profile's: the frontier's eta)."""
-    budget = runs.plan_budget(suite, profile, SUITE_FILE, steps, seeds)
+    ``overrides``, settings on top of the profile's: the frontier's eta; ``force``:
+    ``runs.plan_budget``'s)."""
+    budget = runs.plan_budget(suite, profile, SUITE_FILE, steps, seeds, force)
     budget = runs.with_overrides(budget, overrides)
     settings = suite.eval
     if budget.profile.n_actions is not None:
@@ -145,6 +147,7 @@ def run_bandit(
     ray_address: str | None = None,
     seed_stacks_on: bool = True,
     overrides: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Run (or finish) every bandit job, then write the summary, leaderboards and figure.
 
@@ -153,7 +156,7 @@ def run_bandit(
     """
     out = out or default_out(profile)
     suite = BanditSuite.read(SUITE_FILE)
-    jobs = make_jobs(suite, profile, seeds, out, algos, steps, overrides)
+    jobs = make_jobs(suite, profile, seeds, out, algos, steps, overrides, force)
     runs.check_workers(workers)
     runs.check_out(out)
     start = time.perf_counter()

@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from pipeline import runs
 from ramac.agents import make_config
-from ramac.config import build
+from ramac.config import build, read_yaml
 from ramac.errors import UserError
-from ramac.io import atomic_to_csv
+from ramac.io import atomic_to_csv, problem_of
 from ramac.nets.iqn import IQNEnsemble
 
 POINTS, CURVE = "calibration.csv", "calibration_curve.csv"
@@ -84,11 +83,19 @@ def bandit_run_calibration(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame] |
     from ramac.envs.bandit import BanditSpec, make_dataset
     from ramac.train import CHECKPOINT, build_agent, read_checkpoint
 
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    extra = config["dataset"]["extra"]  # the bandit's provenance: its geometry and data seed
-    spec = build(BanditSpec, extra["spec"], f"{run_dir}/config.yaml")
-    dataset, _ = make_dataset(spec, extra["seed"])
-    agent = build_agent(config["algo"], dataset, config["seed"], config["algo_config"])
+    path = run_dir / runs.CONFIG
+    config = read_yaml(path)  # a damaged file: one line naming it
+    try:
+        extra = config["dataset"]["extra"]  # the bandit's provenance: geometry and data seed
+        spec = build(BanditSpec, extra["spec"], str(path))
+        dataset, _ = make_dataset(spec, extra["seed"])
+        algo, seed, algo_config = config["algo"], config["seed"], config["algo_config"]
+    except (KeyError, TypeError) as exc:
+        raise UserError(
+            f"{path}: not a bandit run's config ({problem_of(exc)}); move the run folder "
+            "aside and run 'bandit' again to train it anew"
+        ) from None
+    agent = build_agent(algo, dataset, seed, algo_config)
     if not has_iqn_critic(agent):
         return None
     state = read_checkpoint(run_dir / CHECKPOINT, then="run 'bandit' again to retrain the run")
@@ -158,6 +165,7 @@ def calibrate_suite(
 ) -> Path:
     """Calibrate every finished IQN run of the plan's folder; returns the table."""
     jobs = [j for j in plan.jobs if (j.run_dir / runs.DONE).exists() and _may_be_iqn(j.algo)]
+    runs.check_data_of(jobs)  # the runs' own data, before any work
     one_run = functools.partial(suite_run_calibration, n_states=n_states, n_rollouts=n_rollouts)
     found = runs.run_jobs(one_run, jobs, workers=workers, desc="calibration", **execution)
     records = [

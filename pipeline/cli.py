@@ -36,9 +36,9 @@ KINDS = ("medium", "medium-replay", "expert", "medium-expert")
 
 # The options each stage reads (its function below); argparse rejects any other with its
 # usual one-line error, so an option a stage would ignore is never silently accepted.
-SUITE_RUN = set("seeds out workers data algos steps tasks suite executor checkpoint".split())
+SUITE_RUN = set("seeds out workers data algos steps tasks suite executor checkpoint force".split())
 STAGE_OPTIONS = {
-    "bandit": {"seeds", "out", "workers", "algos", "steps", "executor"},
+    "bandit": {"seeds", "out", "workers", "algos", "steps", "executor", "force"},
     # --out and --workers are accepted (and unused: data is made in the main process) so
     # that one option list serves data, train and evaluate in scripts and tests
     "data": {"out", "workers", "data", "tasks", "suite", "make"},
@@ -89,6 +89,12 @@ def _add_options(p: argparse.ArgumentParser, options: set[str]) -> None:
             type=int,
             default=None,
             help="training updates per run (default: the profile's)",
+        )
+    if "force" in options:
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="do what is refused by default: --steps above 10 x the paper's budget",
         )
     if "tasks" in options:
         p.add_argument(
@@ -164,6 +170,7 @@ def _bandit(args: argparse.Namespace) -> None:
         executor=args.executor,
         ray_address=args.ray_address,
         seed_stacks_on=not args.no_seed_stacks,
+        force=args.force,
     )
 
 
@@ -181,6 +188,7 @@ def _plan(args: argparse.Namespace, stages: tuple[str, ...]):
         stages=stages,
         suite_file=args.suite,
         checkpoint=getattr(args, "checkpoint", None),
+        force=getattr(args, "force", False),
     )
 
 
@@ -330,7 +338,12 @@ def _all(args: argparse.Namespace) -> None:
 
 STAGES = {
     "bandit": ("train, evaluate, tabulate and plot the 2-D risky bandit (paper Figure 3)", _bandit),
-    "data": ("make (or check) the Stochastic-D4RL datasets of a suite", _data),
+    "data": (
+        "make the Stochastic-D4RL datasets of a suite, or check the ones there (size and "
+        "sha256 against their cards): a damaged generated file is moved to corrupt/ and made "
+        "again, a D4RL file that differs from its card is refused",
+        _data,
+    ),
     "train": ("train every (dataset, algorithm, seed) of a suite; resumes killed runs", _train),
     "evaluate": ("roll out trained runs, record episodes and OOD rates, write tables", _evaluate),
     "report": ("rewrite the leaderboards, figures and HTML report from the records", _report),

@@ -29,8 +29,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ramac.config import env_seconds
+
 LOCK = "lock"
-POLL_SECONDS = float(os.environ.get("RAMAC_LOCK_POLL_SECONDS", "2"))
+# A bad value is a one-line error when the module is imported (as a plan is made).
+POLL_SECONDS = env_seconds("RAMAC_LOCK_POLL_SECONDS", 2.0)
 HEARTBEAT_SECONDS = 60.0  # how often an owner touches its locks
 REMOTE_STALE_SECONDS = 15 * 60  # another host's lock untouched this long: its owner is gone
 

@@ -28,11 +28,12 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from eval.settings import names, number, typed, whole
 from pipeline import locks
+from pipeline.estimate import print_plan
 from pipeline.executors import run_jobs
 from ramac.agents import AGENTS, make_config  # the package: every algorithm registered
 from ramac.config import PAPER_STEPS, ROOT, config_hash, read_yaml
 from ramac.data.dataset import OfflineDataset
-from ramac.errors import UserError
+from ramac.errors import UserError, brief
 from ramac.io import CORRUPT, atomic_write_text, move_aside, problem_of
 from ramac.records import package_versions, write_yaml
 from ramac.train import TrainSettings, hyperparameter_key, seed_stackable, train, train_seeds
@@ -112,7 +113,7 @@ class FrontierSettings:
         if min(values) < 0:
             raise UserError(f"{where}: values must be >= 0, got {min(values):g}")
         if len(set(values)) != len(values):
-            raise UserError(f"{where}: values: each value once, got {self.values}")
+            raise UserError(f"{where}: values: each value once, got {brief(self.values)}")
         if self.seeds is not None:
             whole(where, "seeds", self.seeds)
         if self.datasets is not None:
@@ -265,6 +266,11 @@ class Job:
         raise NotImplementedError
 
     @property
+    def trains(self) -> bool:
+        """Whether the job trains its run (when unfinished); evaluation-only jobs do not."""
+        return True
+
+    @property
     def eval(self) -> dict[str, Any]:
         """The evaluation settings as recorded (``config.yaml``) and hashed."""
         return self.eval_settings.record()
@@ -289,16 +295,34 @@ class PlanBudget:
     where: str  # the suite file and profile, for errors in the profile's overrides
 
 
+# A budget above this many times the paper's needs --force: 10x is already far beyond any
+# study of the paper, and a typo (--steps 10**12, ~30 years) must not start silently.
+MAX_PAPER_MULTIPLE = 10
+
+
 def plan_budget(
-    suite: SuiteFile, name: str, path: Path, steps: int | None, seeds: int | None
+    suite: SuiteFile,
+    name: str,
+    path: Path,
+    steps: int | None,
+    seeds: int | None,
+    force: bool = False,
 ) -> PlanBudget:
     """Profile ``name`` of the suite file at ``path``; ``steps`` / ``seeds`` (the command
-    line's, when given) replace its own and must be at least 1."""
+    line's, when given) replace its own and must be at least 1. A budget above
+    ``MAX_PAPER_MULTIPLE`` x the paper profile's (``schedule_scale``) needs ``force``."""
     profile = suite.profile(name, path)
+    where = f"{path} [profiles.{name}]"
+    given = "--steps" if steps is not None else f"{where}: steps"
     steps = profile.steps if steps is None else check_positive("steps", steps)
     seeds = profile.seeds if seeds is None else check_positive("seeds", seeds)
     scale = schedule_scale(suite, steps)
-    return PlanBudget(name, profile, steps, seeds, scale, f"{path} [profiles.{name}]")
+    if scale > MAX_PAPER_MULTIPLE and not force:
+        raise UserError(
+            f"{given} {steps:,} is {scale:,.0f} x the paper's budget of "
+            f"{round(steps / scale):,} updates; above {MAX_PAPER_MULTIPLE} x needs --force"
+        )
+    return PlanBudget(name, profile, steps, seeds, scale, where)
 
 
 def with_overrides(budget: PlanBudget, overrides: Mapping[str, Any] | None) -> PlanBudget:
@@ -375,9 +399,11 @@ def write_config(job: Job, dataset: OfflineDataset, stack: list[int]) -> None:
                 raise ValueError("empty file")
             if "algo" not in recorded:
                 raise ValueError("no algo: not a run's config")
-            return
         except (UserError, ValueError, OSError) as exc:  # a damaged record: rewritten below
             move_aside(path, problem_of(exc), then="it is written again")
+        else:
+            check_same_data(job.run_dir, dataset, recorded)  # a resumed run: the same data
+            return
     config = make_config(  # as train() does
         job.algo, hyperparameter_key(dataset), job.overrides, job.schedule_scale
     )
@@ -399,6 +425,50 @@ def write_config(job: Job, dataset: OfflineDataset, stack: list[int]) -> None:
             "versions": package_versions(),
         },
     )
+
+
+def trained_on(config: Mapping[str, Any]) -> str:
+    """The sha256 of the data a run's ``config.yaml`` (``config``) says it trained on: its
+    provenance's (the suite: ``provenance``, the bandit: ``dataset``); "" when it records
+    none (data built in memory, or a record from before provenance was kept)."""
+    for key in ("provenance", "dataset"):
+        block = config.get(key)
+        if isinstance(block, dict) and isinstance(block.get("sha256"), str):
+            return block["sha256"]
+    return ""
+
+
+def check_same_data(
+    run_dir: Path, dataset: OfflineDataset, config: Mapping[str, Any] | None = None
+) -> None:
+    """Refuse, in one line, to resume, evaluate or calibrate the run in ``run_dir`` on
+    ``dataset`` when its sha256 differs from the data the run trained on (its
+    ``config.yaml``, or ``config`` as read already): another file under the dataset's name
+    would give numbers that belong to neither. A run without a readable config is left to
+    the stage (``write_config`` heals a damaged one)."""
+    if config is None:
+        path = run_dir / CONFIG
+        if not path.is_file():
+            return
+        try:
+            config = read_yaml(path)
+        except (UserError, OSError):
+            return
+    recorded, now = trained_on(config), dataset.provenance.sha256
+    if recorded and now and recorded != now:
+        where = dataset.provenance.extra.get("path") or f"dataset {dataset.provenance.id}"
+        raise UserError(
+            f"{run_dir}: trained on data with sha256 {recorded[:12]}..., but {where} now "
+            f"has sha256 {now[:12]}...: restore the data it trained on, or train again into "
+            "another --out"
+        )
+
+
+def check_data_of(jobs: Sequence[Job]) -> None:
+    """:func:`check_same_data` of every run that has a ``config.yaml``, before any work."""
+    for job in jobs:
+        if (job.run_dir / CONFIG).is_file():
+            check_same_data(job.run_dir, job.dataset())
 
 
 def train_run(job: Job, dataset: OfflineDataset) -> Any:
@@ -547,6 +617,8 @@ def execute(
     the unfinished seeds of each run first train together, one process per seed stack
     (``ramac.seed_parallel``; evaluation stays per run)."""
     check_workers(workers)
+    if any(job.trains for job in jobs):
+        print_plan(jobs, desc, workers)
     grouped = seed_stacks(jobs) if stacks else []
     where = {"workers": workers, "executor": executor, "ray_address": ray_address}
     if grouped:

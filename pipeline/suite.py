@@ -53,7 +53,7 @@ from ramac.data.d4rl import KINDS
 from ramac.data.dataset import OfflineDataset
 from ramac.envs.hazards import HazardSpec, dataset_key, load_hazard, relabel, spec_set_path
 from ramac.envs.mujoco import task_of
-from ramac.errors import UserError
+from ramac.errors import UserError, brief
 from ramac.io import atomic_to_csv, read_table
 from ramac.models.dynamics import record_row
 from ramac.train import CHECKPOINT, MODEL_RECORD, TRAIN_LOG, TrainSettings, heal_log
@@ -89,7 +89,9 @@ class SuiteProfile(Profile):
         if self.algos is not None:
             algorithms(where, "algos", self.algos)
         if not isinstance(self.snapshots, bool):
-            raise UserError(f"{where}: snapshots must be true or false, got {self.snapshots!r}")
+            raise UserError(
+                f"{where}: snapshots must be true or false, got {brief(self.snapshots)}"
+            )
         return super().validated(where)
 
 
@@ -228,6 +230,10 @@ class SuiteJob(Job):
     final_only_dir: Path | None = None
 
     suite = SUITE
+
+    @property
+    def trains(self) -> bool:
+        return "train" in self.stages
 
     @property
     def settings(self) -> TrainSettings:
@@ -387,19 +393,20 @@ def make_plan(
     suite_file: Path | None = None,
     checkpoint: str | None = None,
     overrides: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> Plan:
     """Every (dataset, algorithm, seed) job of a profile, with its run folder.
 
     ``datasets`` may name tasks (``hopper``): each stands for all of its suite datasets.
     ``overrides``: settings on top of the profile's (the frontier's eta). Every setting is
-    checked here, before any job starts.
+    checked here, before any job starts (``force``: ``runs.plan_budget``'s).
     """
     suite_file = suite_file or SUITE_FILE
     if source not in SOURCES:
         raise UserError(f"unknown data source '{source}' (known: {', '.join(SOURCES)})")
     suite = D4RLSuite.read(suite_file)
     budget = runs.with_overrides(
-        runs.plan_budget(suite, profile, suite_file, steps, seeds), overrides
+        runs.plan_budget(suite, profile, suite_file, steps, seeds, force), overrides
     )
     limits = budget.profile
     algos = list(algos or limits.algos or suite.algos)
@@ -414,7 +421,7 @@ def make_plan(
     if source not in suite.hazards:
         raise UserError(f"{suite_file}: hazards: no hazard set for {source} data")
     if checkpoint not in (None, "final", "best"):
-        raise UserError(f"--checkpoint must be final or best, got {checkpoint!r}")
+        raise UserError(f"--checkpoint must be final or best, got {brief(checkpoint)}")
     settings = dataclasses.replace(
         suite.eval,
         episodes=limits.episodes or suite.eval.episodes,
@@ -487,6 +494,7 @@ def run_plan(
     runs.check_out(plan.out)
     for spec in plan.data:
         prepare_data(spec)
+    runs.check_data_of(plan.jobs)  # a trained run meets only the data it trained on
     start = time.perf_counter()
     stacks = seed_stacks_on and "train" in plan.jobs[0].stages
     rows = runs.execute(run_job, plan.jobs, SUITE, workers, executor, ray_address, stacks)

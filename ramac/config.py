@@ -22,12 +22,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from ramac.errors import UserError
+from ramac.errors import UserError, brief
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -42,20 +44,86 @@ SCHEDULE_FIELDS = ("eta_warmup_steps", "eta_ramp_steps", "ema_start", "lr_decay_
 T = TypeVar("T")
 
 
+class _AliasFound(yaml.YAMLError):
+    """A YAML alias (``*name``) in a file ramac reads."""
+
+    def __init__(self, anchor: str, line: int):
+        super().__init__(f"line {line}: a YAML alias (*{anchor}) is not read here")
+        self.anchor, self.line = anchor, line
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases: a few lines of ``&a [*b, *b, ...]`` expand
+    to billions of elements when a value is walked or printed (a "billion laughs"), and
+    ramac's files never need one (write the value out)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _AliasFound(event.anchor, event.start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
+def load_yaml_text(text: str, where: str | Path) -> Any:
+    """The YAML document ``text`` (read from ``where``, named in errors); not YAML, or an
+    alias (refused, see ``_NoAliasLoader``), is a one-line UserError."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
+    except _AliasFound as exc:
+        raise UserError(
+            f"{where}: line {exc.line}: YAML aliases (*{exc.anchor[:40]}) are not allowed in "
+            "ramac's files; write the value out"
+        ) from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an int of too many digits
+        raise UserError(f"{where}: not valid YAML ({exc.__class__.__name__})") from None
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Parse a YAML mapping; a missing or malformed file is a UserError naming it."""
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            text = f.read()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not valid YAML (not UTF-8 text)") from None
+    data = load_yaml_text(text, path)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def env_folder(name: str, default: Path) -> Path:
+    """The folder environment variable ``name`` names, else ``default`` when it is unset.
+
+    Set but empty (``RAMAC_DATA_DIR=`` or a ``$DIR`` that expanded to nothing) is a one-line
+    UserError, not the current folder: files would land where the user never asked.
+    """
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if not value.strip():
+        raise UserError(
+            f"{name} is set but empty: set it to a folder, or unset it to use {default}"
+        )
+    return Path(value).expanduser()
+
+
+def env_seconds(name: str, default: float) -> float:
+    """The number of seconds (> 0, finite) environment variable ``name`` holds, else
+    ``default`` when it is unset; anything else is a one-line UserError."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UserError(f"{name} must be a number of seconds > 0, got {brief(value)}")
+    return seconds
 
 
 def build(cls: type[T], values: dict[str, Any], where: str = "config") -> T:

@@ -35,7 +35,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from ramac.errors import UserError
+from ramac.errors import BRIEF_CHARS, UserError, brief
 from ramac.nets.iqn import ACTIVATIONS, TAU_WEIGHTINGS
 from ramac.risk import DEFAULT_PARAMS
 
@@ -261,12 +261,14 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def show(value: Any) -> str:
-    """A value as a YAML file would spell it, on one short line."""
-    try:
+    """A value as a YAML file would spell it (``true``, ``null``, ``"relu"``), on one short
+    line; a list or mapping as :func:`~ramac.errors.brief` cuts it (bounded work)."""
+    if isinstance(value, str):
+        value = value[:BRIEF_CHARS]
+    if value is None or isinstance(value, bool | int | float | str):
         text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+        return text if len(text) <= BRIEF_CHARS else text[: BRIEF_CHARS - 3] + "..."
+    return brief(value)
 
 
 # ----------------------------------------------------------------------------- checking

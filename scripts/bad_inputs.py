@@ -1335,7 +1335,204 @@ def trust_files_cases() -> list[Case]:
 
 def trust_data_cases() -> list[Case]:
     """Issue 23: one validation path for every data source, data hashes, unbounded values."""
-    return []
+    c: list[Case] = []
+    cat = "data validation"
+    for id, what, stage, change, key in (
+        ("d4rl-terminals-2-7", "D4RL terminals 2 and 7 (a bool cast made them pass)", "data",
+         terminals_2_7, "terminals"),
+        ("d4rl-float64-1e39", "D4RL float64 reward 1e39 (inf in float32)", "train",
+         reward_1e39, "float32"),
+        ("d4rl-rewards-2d", "D4RL rewards of shape (n, 2)", "data", rewards_2d, "rewards"),
+        ("d4rl-one-row", "a D4RL file of one row", "data", one_row, "row"),
+        ("d4rl-actions-int-5", "D4RL integer actions of 5 (bounds +-1)", "train", int_actions,
+         "actions"),
+    ):  # fmt: skip
+        c.append(
+            Case(id, cat, what, stage, ("--data", "d4rl"), prepare=d4rl_file(change),
+                 env=D4RL_ENV, fixtures=("d4rl",), want=(re.escape(D4RL_FILE), key))
+        )  # fmt: skip
+    c.append(
+        Case("d4rl-differs-from-card", cat, "data --data d4rl: the file changed since its card",
+             "data", ("--data", "d4rl"), prepare=d4rl_file(card_then(nan_rewards)),
+             env=D4RL_ENV, fixtures=("d4rl",), want=(re.escape(D4RL_FILE), "card"))
+    )  # fmt: skip
+    for id, what, damage, stage in (
+        ("gen-truncated", "generated file cut in half; data", "truncate", "data"),
+        ("gen-one-row", "generated file of one row (card kept); train", one_row, "train"),
+        ("gen-actions-int-5", "generated integer actions of 5; train", int_actions, "train"),
+        ("gen-metadata-not-json", "generated metadata/json not JSON; train", bad_metadata, "train"),
+        ("gen-other-dataset", "a medium-replay file under the medium-expert name, no card; train",
+         other_dataset, "train"),
+    ):  # fmt: skip
+        c.append(
+            Case(id, cat, what, stage, prepare=generated_copy(damage), expect=("heal",),
+                 env=(("RAMAC_DATA_DIR", "{T}/data"),), check=data_restored)
+        )  # fmt: skip
+
+    cat = "data hash"
+    # calibrate has no --steps: a suite copy whose smoke profile has the fixture's 4 steps
+    steps_4 = suite_copy(setting("profiles.smoke.steps", 4))
+    for id, stage, fixture, args, std in (
+        ("hash-evaluate", "evaluate", "suite_trained", (), FIX),
+        ("hash-train-resume", "train", "suite_trained", (), FIX),
+        ("hash-calibrate", "calibrate", "suite_done", ("--on", "suite", *SUITE),
+         ("--profile", "smoke", "--workers", "1")),
+    ):  # fmt: skip
+        then = other_data_hash if stage != "calibrate" else both(other_data_hash, steps_4)
+        c.append(
+            record_case(id, cat, f"{stage}: the runs' config.yaml records other data's sha256",
+                        stage, fixture, then, args=args, expect=("error",), std=std,
+                        want=("sha256", "trained on"))
+        )  # fmt: skip
+
+    cat = "unbounded value"
+    for stage in ("train", "bandit"):
+        c.append(
+            Case(f"{stage}-steps-1e12", cat, "--steps 10**12 (about 30 years)", stage,
+                 ("--steps", str(10**12)), want=("force", "paper"))
+        )  # fmt: skip
+    c.append(
+        suite_case("suite-yaml-bomb-override", cat, "suite file: a YAML bomb in overrides",
+                   setting("profiles.smoke.overrides.eta", yaml_bomb()), key="alias")
+    )  # fmt: skip
+    c.append(
+        suite_case("suite-yaml-bomb-env-reason", cat, "suite file: a YAML bomb in eval.env.reason",
+                   setting("eval.env", {"version": "v5", "reason": yaml_bomb()}), key="alias")
+    )  # fmt: skip
+    for id, variable, value, stage, args in (
+        ("env-lock-poll-abc", "RAMAC_LOCK_POLL_SECONDS", "abc", "train", ()),
+        ("env-data-dir-empty", "RAMAC_DATA_DIR", "", "data", ()),
+        ("env-d4rl-dir-empty", "D4RL_DATASET_DIR", "", "data", ("--data", "d4rl")),
+    ):
+        c.append(
+            Case(id, cat, f"{variable}={value!r}", stage, args, env=((variable, value),),
+                 want=variable)
+        )  # fmt: skip
+    return c
+
+
+# Set-up steps of the data cases (issue 23).
+
+
+def terminals_2_7(f: Any) -> None:
+    terminals = f["terminals"][()].astype("int64")
+    terminals[[3, 9]] = [2, 7]
+    del f["terminals"]
+    f.create_dataset("terminals", data=terminals)
+
+
+def reward_1e39(f: Any) -> None:
+    rewards = f["rewards"][()].astype("float64")
+    rewards[10] = 1e39
+    del f["rewards"]
+    f.create_dataset("rewards", data=rewards)
+
+
+def rewards_2d(f: Any) -> None:
+    import numpy as np
+
+    rewards = f["rewards"][()]
+    del f["rewards"]
+    f.create_dataset("rewards", data=np.stack([rewards, rewards], axis=1))
+
+
+def one_row(f: Any) -> None:
+    for key in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
+        value = f[key][()][:1]
+        del f[key]
+        f.create_dataset(key, data=value)
+
+
+def int_actions(f: Any) -> None:
+    actions = f["actions"][()].round().astype("int64")
+    actions[7] = 5
+    del f["actions"]
+    f.create_dataset("actions", data=actions)
+
+
+def bad_metadata(f: Any) -> None:
+    del f["metadata/json"]
+    f.create_dataset("metadata/json", data="{not json")
+
+
+def card_then(change: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A D4RL change made after the file's card was written (from the good file)."""
+
+    def apply(f: Any) -> None:
+        path = Path(f.filename)
+        f.flush()
+        facts = {"bytes": path.stat().st_size, "sha256": sha256(path.read_bytes())}
+        card = {"id": path.stem, "file": path.name, **facts}
+        path.with_suffix(".card.json").write_text(json.dumps(card))
+        change(f)
+
+    return apply
+
+
+def other_dataset(f: Any) -> None:
+    meta = json.loads(f["metadata/json"][()])
+    meta["kind"] = "medium-replay"
+    del f["metadata/json"]
+    f.create_dataset("metadata/json", data=json.dumps(meta))
+
+
+def generated_copy(damage: str | Callable[[Any], None]):
+    """A ``prepare`` that copies the session's smoke dataset (and its card) into the case's
+    ``$T/data`` (its ``RAMAC_DATA_DIR``) and damages the hdf5 file: ``truncate``, or a
+    change through h5py (``other_dataset`` also removes the card)."""
+
+    def prepare(ctx: Ctx) -> None:
+        folder = ctx.dir / "data" / "generated"
+        folder.mkdir(parents=True)
+        for path in (ctx.session.fixture("data") / "generated").glob(f"{SMOKE_DATA}.*"):
+            shutil.copy(path, folder / path.name)
+        target = folder / f"{SMOKE_DATA}.hdf5"
+        if damage == "truncate":
+            ctx.damage(target, "truncate")
+            return
+        import h5py
+
+        with h5py.File(target, "a") as f:
+            damage(f)
+        if damage is other_dataset:
+            (folder / f"{SMOKE_DATA}.card.json").unlink()
+        ctx.damaged.append((str(target.relative_to(ctx.dir)), sha256(target.read_bytes())))
+
+    return prepare
+
+
+def data_restored(ctx: Ctx) -> str | None:
+    """The smoke dataset is whole again: its sha256 is the session's good file's."""
+    good = ctx.session.fixture("data") / "generated" / f"{SMOKE_DATA}.hdf5"
+    now = ctx.dir / "data" / "generated" / f"{SMOKE_DATA}.hdf5"
+    if not now.exists() or sha256(now.read_bytes()) != sha256(good.read_bytes()):
+        return "the dataset was not made again byte for byte"
+    return trained(ctx) if ctx.case.stage == "train" else None
+
+
+def other_data_hash(ctx: Ctx) -> None:
+    """Every run's config.yaml says it trained on other data (another sha256)."""
+    for run in run_dirs(ctx.out):
+        edit_yaml(run / "config.yaml", setting("provenance.sha256", "0" * 64))
+
+
+def both(*steps: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
+    """A set-up step that runs ``steps`` in order."""
+
+    def prepare(ctx: Ctx) -> None:
+        for step in steps:
+            step(ctx)
+
+    return prepare
+
+
+def yaml_bomb(depth: int = 8) -> Any:
+    """A value whose YAML is a few lines of anchors and aliases (``yaml.safe_dump`` writes a
+    shared list once) but which holds 9**depth strings when walked or printed whole."""
+    value: Any = ["lol"] * 9
+    for _ in range(depth):
+        value = [value] * 9
+    return value
 
 
 def _finish(case: Case) -> Case:

@@ -5,6 +5,9 @@ in each hazard region of the task, so a reader can tell whether a hazard can mat
 it at all (e.g. D4RL's |v| > 10 may never fire on slower generated experts). It also says
 how often the post-step state of a terminal row (a fall) is in each hazard region, and warns
 in one line when the file stores no post-step states, so that falls cannot be labelled.
+
+A card also records the file's size and sha256, so that ``data`` can tell a damaged or
+replaced file from the one the card describes (:func:`card_mismatch`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,45 @@ CARD_SPEC_SETS = ("ramac-v2", "ramac-v2-generated")
 def card_path(data_path: Path) -> Path:
     """``x.hdf5`` -> ``x.card.json``."""
     return data_path.with_suffix(".card.json")
+
+
+def file_facts(data_path: Path) -> dict[str, Any]:
+    """What a card records to recognise its file: ``bytes`` and ``sha256``."""
+    from ramac.data.d4rl import file_sha256
+
+    return {"bytes": data_path.stat().st_size, "sha256": file_sha256(data_path)}
+
+
+def read_card(data_path: Path) -> dict[str, Any] | None:
+    """The card beside ``data_path``; None when there is none. One that is not a JSON object
+    (damaged) is moved to ``corrupt/`` beside it with a one-line warning, and None returned."""
+    from ramac.io import move_aside
+
+    path = card_path(data_path)
+    if not path.exists():
+        return None
+    try:
+        card = json.loads(path.read_text())
+        if not isinstance(card, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        move_aside(path, f"{exc.__class__.__name__}", then="a new card is written")
+        return None
+    return card
+
+
+def card_mismatch(data_path: Path, card: dict[str, Any]) -> str | None:
+    """How ``data_path`` differs from what its card recorded (size, then sha256), or None
+    when it matches (a card without these facts, from an older ramac, matches anything)."""
+    size = data_path.stat().st_size
+    if isinstance(card.get("bytes"), int) and card["bytes"] != size:
+        return f"{size} bytes, its card {card_path(data_path).name} records {card['bytes']}"
+    if card.get("sha256"):
+        from ramac.data.d4rl import file_sha256
+
+        if file_sha256(data_path) != card["sha256"]:
+            return f"its sha256 differs from the one its card {card_path(data_path).name} records"
+    return None
 
 
 def episode_bounds(raw: dict[str, np.ndarray]) -> np.ndarray:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import tempfile
 import urllib.error
@@ -35,7 +34,8 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from ramac.data.dataset import OfflineDataset, Provenance, check_dataset, nonfinite
+from ramac.config import env_folder
+from ramac.data.dataset import OfflineDataset, Provenance, check_arrays, check_dataset
 from ramac.errors import UserError
 
 BASE_URLS = {  # DATASET_URLS in d4rl/infos.py of Farama-Foundation/D4RL
@@ -69,7 +69,6 @@ NO_NEXT_OBS_WARNING = (
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 OPTIONAL_KEYS = ("next_observations", "timeouts")
-FLOAT_KEYS = ("observations", "actions", "rewards", "next_observations")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,8 +127,9 @@ D4RL_DATASETS: dict[str, D4RLInfo] = {
 
 
 def dataset_dir() -> Path:
-    """Where D4RL files are cached: ``$D4RL_DATASET_DIR`` or ``~/.d4rl/datasets`` (as d4rl)."""
-    return Path(os.environ.get("D4RL_DATASET_DIR", Path.home() / ".d4rl" / "datasets"))
+    """Where D4RL files are cached: ``$D4RL_DATASET_DIR`` or ``~/.d4rl/datasets`` (as d4rl);
+    set but empty is an error (``ramac.config.env_folder``)."""
+    return env_folder("D4RL_DATASET_DIR", Path.home() / ".d4rl" / "datasets")
 
 
 def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -235,19 +235,8 @@ def _task_from_name(path: Path) -> str | None:
 
 
 def _validate(path: Path, raw: dict[str, np.ndarray], task: str | None) -> None:
-    n = len(raw["observations"])
-    if n == 0:
-        raise UserError(f"{path}: the dataset has no rows")
-    for key, value in raw.items():
-        if len(value) != n:
-            raise UserError(f"{path}: '{key}' has {len(value)} rows, 'observations' has {n}")
-    for key in FLOAT_KEYS:
-        problem = nonfinite(key, raw[key]) if key in raw else None
-        if problem:
-            raise UserError(f"{path}: {problem}")
-    for key in ("observations", "actions", "next_observations"):
-        if key in raw and raw[key].ndim != 2:
-            raise UserError(f"{path}: '{key}' must be 2-D, got shape {raw[key].shape}")
+    """The checks of every source (``check_arrays``, before any cast), then the task's sizes."""
+    check_arrays(raw, str(path))
     if task is None:
         return
     if task not in DIMS:
@@ -258,11 +247,6 @@ def _validate(path: Path, raw: dict[str, np.ndarray], task: str | None) -> None:
         raise UserError(
             f"{path}: observation/action sizes {got[0]}/{got[1]} do not match task "
             f"{task} ({obs_dim}/{act_dim})"
-        )
-    if "next_observations" in raw and raw["next_observations"].shape[1] != obs_dim:
-        raise UserError(
-            f"{path}: 'next_observations' has {raw['next_observations'].shape[1]} "
-            f"columns, task {task} has {obs_dim}"
         )
 
 
@@ -456,13 +440,34 @@ def _provenance(path: Path, info: D4RLInfo | None, extra: dict[str, Any]) -> Pro
 
 def ensure_card(path: Path, task: str) -> dict[str, Any]:
     """The dataset card of a D4RL file (``ramac.data.cards``), written beside it when missing
-    and printed; says when falls cannot be labelled. A read-only folder only skips the write."""
-    from ramac.data.cards import card_path, dataset_card, format_card, write_card
+    and printed; says when falls cannot be labelled. A read-only folder only skips the write.
 
-    target = card_path(path)
-    if target.exists():
-        return json.loads(target.read_text())
-    card = dataset_card(read_d4rl_hdf5(path, task), task, id=path.stem, file=path.name)
+    A file that has a card is checked against it (size and sha256) and the result printed
+    in one line; one that differs (cut short, replaced by another file) is a one-line
+    UserError: a D4RL file cannot be made again here, so the user decides.
+    """
+    from ramac.data.cards import (
+        card_mismatch,
+        dataset_card,
+        file_facts,
+        format_card,
+        read_card,
+        write_card,
+    )
+
+    card = read_card(path)
+    if card is not None:
+        problem = card_mismatch(path, card)
+        if problem:
+            raise UserError(
+                f"{path}: {problem}: the file changed since its card was written; restore it "
+                f"(or download it again), or delete the card to accept this file"
+            )
+        if card.get("sha256"):
+            print(f"{path}: checked ({card.get('bytes', '?')} bytes and sha256 match its card)")
+        return card
+    info = {"id": path.stem, "file": path.name, **file_facts(path)}
+    card = dataset_card(read_d4rl_hdf5(path, task), task, **info)
     try:
         write_card(card, path)
     except OSError:

@@ -121,53 +121,101 @@ def nonfinite(key: str, values: np.ndarray) -> str | None:
 
 # Relative slack on the action bound: float32 rounding of a squashed action, nothing more.
 ACTION_BOUND_SLACK = 1e-5
+FLOAT_KEYS = ("observations", "actions", "rewards", "next_observations")
+FLAG_KEYS = ("terminals", "timeouts", "risky")
+PER_ROW_KEYS = ("rewards", "terminals", "timeouts", "risky")  # one value per row
+MIN_ROWS = 2  # one transition needs the next row; the OOD scale needs two points
+
+
+def check_arrays(arrays: dict[str, Any], where: str, max_action: float | None = None) -> None:
+    """The one validation path of every data source (D4RL, generated, Minari, in memory).
+
+    ``arrays`` as the source stores them, before any cast (a cast hides problems: terminals
+    of 2 become True, a float64 1e39 becomes inf in float32). Checks, in order: at least
+    ``MIN_ROWS`` rows; numbers (not text or objects); one row count; observations, actions
+    and next observations 2-D, next observations the observations' shape; rewards and flags
+    one value per row; flags (terminals, timeouts, risky) 0 or 1; float arrays finite
+    *after* the float32 cast training makes; with ``max_action``, actions within
+    +-max_action (the bound the agents act in). A problem is a one-line UserError
+    ``<where>: <what>`` naming the array (``where``: the file, else the dataset).
+    """
+
+    def fail(problem: str) -> UserError:
+        return UserError(f"{where}: {problem}")
+
+    present = {k: v for k, v in arrays.items() if v is not None}
+    n = len(present["observations"]) if np.ndim(present.get("observations")) else 0
+    if n < MIN_ROWS:
+        raise fail(
+            f"only {n} row{'s' * (n != 1)}; training needs at least {MIN_ROWS}"
+            if n
+            else "the dataset has no transitions"
+        )
+    for key, value in present.items():
+        if np.ndim(value) == 0:
+            raise fail(f"'{key}' is a single value, not one per row")
+        kind = np.asarray(value).dtype.kind
+        if kind not in "biuf" or (key in FLOAT_KEYS and kind == "b"):
+            raise fail(f"'{key}' holds {np.asarray(value).dtype} values, not numbers")
+        if len(value) != n:
+            raise fail(f"'{key}' has {len(value)} rows, 'observations' has {n}")
+    for key in ("observations", "actions", "next_observations"):
+        if key in present and np.ndim(present[key]) != 2:
+            raise fail(f"'{key}' must be 2-D, got shape {np.shape(present[key])}")
+    if "next_observations" in present and (
+        np.shape(present["next_observations"]) != np.shape(present["observations"])
+    ):
+        raise fail(
+            f"'next_observations' has shape {np.shape(present['next_observations'])}, "
+            f"'observations' {np.shape(present['observations'])}"
+        )
+    for key in PER_ROW_KEYS:
+        if key in present and np.shape(present[key])[1:] not in ((), (1,)):
+            raise fail(f"'{key}' must hold one value per row, got shape {np.shape(present[key])}")
+    for key in FLAG_KEYS:
+        if key in present and not np.isin(present[key], (0, 1)).all():
+            raise fail(f"'{key}' must be 0 or 1 (false or true)")
+    for key in FLOAT_KEYS:
+        if key in present:
+            _check_float32(key, present[key], fail)
+    if max_action is not None:
+        largest = float(np.abs(np.asarray(present["actions"], np.float32)).max())
+        if largest > max_action * (1.0 + ACTION_BOUND_SLACK):
+            raise fail(
+                f"'actions' reach {largest:g}, outside the action bounds +-{max_action:g} "
+                "(the agents act in [-max_action, max_action])"
+            )
+
+
+def _check_float32(key: str, values: Any, fail: Any) -> None:
+    """Finite as stored, and still finite in float32 (what training computes with)."""
+    stored = np.asarray(values)
+    problem = nonfinite(key, stored) if stored.dtype.kind == "f" else None
+    if problem:
+        raise fail(problem)
+    with np.errstate(over="ignore"):
+        cast = stored.astype(np.float32, copy=False)
+    problem = nonfinite(key, cast)
+    if problem:
+        bad = ~np.isfinite(cast)
+        row, value = int(np.argwhere(bad)[0][0]), float(stored[bad][0])
+        raise fail(
+            f"'{key}' holds {value:g} at row {row}, beyond float32's range (+-3.4e38) that "
+            "training computes in"
+        )
 
 
 def check_dataset(dataset: OfflineDataset) -> OfflineDataset:
     """``dataset`` when training can use it, else a one-line UserError naming its file.
 
-    The checks every loader applies before training (``ramac.data.d4rl.load_d4rl``), and
-    that a command can apply before any work starts: at least one transition; observations
-    and actions 2-D, next observations the shape of the observations, rewards, terminals
-    and timeouts one value per row (terminals and timeouts 0 or 1); observations, actions,
-    rewards and next observations finite; actions within +-max_action (the
-    ``max_action`` the agents are built with: the provenance's, else 1, as
-    ``ramac.train.build_agent``).
+    :func:`check_arrays` on what training will see (every loader ends with it), with the
+    action bound the agents are built with: the provenance's ``max_action``, else 1, as
+    ``ramac.train.build_agent``.
     """
     where = dataset.provenance.extra.get("path") or f"dataset {dataset.provenance.id}"
-
-    def fail(problem: str) -> UserError:
-        return UserError(f"{where}: {problem}")
-
-    if len(dataset) == 0:
-        raise fail("the dataset has no transitions")
-    for key in ("observations", "actions"):
-        if np.ndim(getattr(dataset, key)) != 2:
-            raise fail(f"'{key}' must be 2-D, got shape {np.shape(getattr(dataset, key))}")
-    if np.shape(dataset.next_observations) != np.shape(dataset.observations):
-        raise fail(
-            f"'next_observations' has shape {np.shape(dataset.next_observations)}, "
-            f"'observations' {np.shape(dataset.observations)}"
-        )
-    for key in ("rewards", "terminals", "timeouts"):
-        if np.ndim(getattr(dataset, key)) != 1:
-            raise fail(
-                f"'{key}' must hold one value per row, got shape {np.shape(getattr(dataset, key))}"
-            )
-    for key in ("terminals", "timeouts"):
-        if not np.isin(getattr(dataset, key), (0, 1)).all():
-            raise fail(f"'{key}' must be 0 or 1 (false or true)")
-    for key in ("observations", "actions", "rewards", "next_observations"):
-        problem = nonfinite(key, np.asarray(getattr(dataset, key)))
-        if problem:
-            raise fail(problem)
+    arrays = {key: getattr(dataset, key) for key in (*ARRAY_KEYS, "risky")}
     max_action = float(dataset.provenance.extra.get("max_action", 1.0))
-    largest = float(np.abs(dataset.actions).max())
-    if largest > max_action * (1.0 + ACTION_BOUND_SLACK):
-        raise fail(
-            f"'actions' reach {largest:g}, outside the action bounds +-{max_action:g} "
-            "(the agents act in [-max_action, max_action])"
-        )
+    check_arrays(arrays, where, max_action)
     return dataset
 
 

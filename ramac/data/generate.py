@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -44,9 +43,16 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ramac import progress
-from ramac.config import ROOT
+from ramac.config import ROOT, env_folder
 from ramac.data.behaviour import ENV_IDS, POLICY_DIR, GaussianTanhPolicy, load_policy
-from ramac.data.cards import dataset_card, format_card, write_card
+from ramac.data.cards import (
+    card_mismatch,
+    dataset_card,
+    file_facts,
+    format_card,
+    read_card,
+    write_card,
+)
 from ramac.data.d4rl import (
     REF_SCORES,
     file_sha256,
@@ -54,9 +60,10 @@ from ramac.data.d4rl import (
     read_d4rl_hdf5,
     to_offline_dataset,
 )
-from ramac.data.dataset import OfflineDataset, Provenance
+from ramac.data.dataset import OfflineDataset, Provenance, check_dataset
 from ramac.envs.hazards import load_hazard
-from ramac.errors import UserError
+from ramac.errors import UserError, brief
+from ramac.io import move_aside
 
 Kind = Literal["medium", "medium-replay", "expert", "medium-expert"]
 KINDS: tuple[str, ...] = ("medium", "medium-replay", "expert", "medium-expert")
@@ -74,8 +81,9 @@ FULL_EPISODE = 1000
 
 
 def default_data_dir() -> Path:
-    """Where generated datasets live: ``$RAMAC_DATA_DIR/generated`` or ``<repo>/data/generated``."""
-    return Path(os.environ.get("RAMAC_DATA_DIR", ROOT / "data")) / "generated"
+    """Where generated datasets live: ``$RAMAC_DATA_DIR/generated`` or ``<repo>/data/generated``
+    (set but empty is an error: ``ramac.config.env_folder``)."""
+    return env_folder("RAMAC_DATA_DIR", ROOT / "data") / "generated"
 
 
 # ----------------------------------------------------------------------------- snapshots
@@ -367,12 +375,51 @@ def _write_hdf5(path: Path, parts: list, meta: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+META_KEYS = ("generator", "task", "kind", "env_id", "seed", "size", "segments")
+SEGMENT_KEYS = ("role", "file", "sha256", "step", "steps")
+
+
 def read_metadata(path: Path) -> dict[str, Any]:
-    """The generation metadata stored in a generated file."""
-    with h5py.File(path, "r") as f:
-        if "metadata/json" not in f:
-            raise UserError(f"{path}: not a generated dataset (no metadata/json)")
-        return json.loads(f["metadata/json"][()])
+    """The generation metadata stored in a generated file (``metadata/json``); a file without
+    it, or one that is not a JSON object with the keys loading reads, is one line naming it."""
+    try:
+        with h5py.File(path, "r") as f:
+            found = f.get("metadata/json")
+            if not isinstance(found, h5py.Dataset):
+                raise UserError(f"{path}: not a generated dataset (no metadata/json)")
+            text = found[()]
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the hdf5 file ({exc.__class__.__name__})") from None
+    try:
+        meta = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: metadata/json is not JSON ({exc.__class__.__name__})") from None
+    missing = [key for key in META_KEYS if key not in meta] if isinstance(meta, dict) else []
+    segments = meta.get("segments") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or missing or not isinstance(segments, list):
+        lacks = f"lacks {', '.join(missing)}" if missing else "is not an object with segments"
+        raise UserError(f"{path}: metadata/json {lacks} (not written by the generator)")
+    if not all(isinstance(r, dict) and set(SEGMENT_KEYS) <= set(r) for r in segments):
+        raise UserError(f"{path}: metadata/json: a segment lacks one of {', '.join(SEGMENT_KEYS)}")
+    return meta
+
+
+def check_metadata(path: Path, task: str, kind: str, size: int, seed: int) -> dict[str, Any]:
+    """The file's metadata when it is the dataset its name asks for (task, kind, size, seed):
+    a file put under another dataset's name is one line, not another dataset's numbers."""
+    meta = read_metadata(path)
+    asked = {"task": task, "kind": kind, "size": size, "seed": seed}
+    found = {key: meta[key] for key in asked}
+    if found != asked:
+        says = " ".join(
+            f"{k}={str(v)[:40] if isinstance(v, str | int) else brief(v, 40)}"
+            for k, v in found.items()
+        )
+        raise UserError(
+            f"{path}: metadata/json says {says}, the file's name asks for "
+            + " ".join(f"{k}={v}" for k, v in asked.items())
+        )
+    return meta
 
 
 def _write_and_print_card(path: Path, task: str, kind: str, meta: dict, elapsed: float) -> None:
@@ -380,7 +427,7 @@ def _write_and_print_card(path: Path, task: str, kind: str, meta: dict, elapsed:
     info = {
         "id": f"{task}-{kind}-generated",
         "file": path.name,
-        "sha256": file_sha256(path),
+        **file_facts(path),
         "seed": meta["seed"],
         "snapshots": [f"{r['role']}:{r['file']}({r['steps']})" for r in meta["segments"]],
         "generation_seconds": round(elapsed, 1),
@@ -406,7 +453,9 @@ def load_generated(
 ) -> OfflineDataset:
     """A generated dataset, made first when its file is missing.
 
-    Read through the same validated reader and ``qlearning_dataset`` as D4RL files.
+    Read through the same validated reader and ``qlearning_dataset`` as D4RL files, its
+    metadata checked against the name (:func:`check_metadata`) and what training sees
+    checked as every source's (``check_dataset``).
     """
     size = DEFAULT_SIZES.get(kind, 0) if size is None else size
     name = default_path(task, kind, size, seed).name
@@ -416,7 +465,7 @@ def load_generated(
             task, kind, size, seed, policy_dir, path, max_episode_steps=max_episode_steps
         )
     raw = read_d4rl_hdf5(path, task)
-    meta = read_metadata(path)
+    meta = check_metadata(path, task, kind, size, seed)
     transitions = qlearning_dataset(raw, keep_timeouts=keep_timeouts)
     low, high = REF_SCORES[task]
     provenance = Provenance(
@@ -443,7 +492,7 @@ def load_generated(
             "unlabelled_end_rows": int(np.isnan(transitions["end_observations"]).any(1).sum()),
         },
     )
-    return to_offline_dataset(transitions, provenance)
+    return check_dataset(to_offline_dataset(transitions, provenance))
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -508,14 +557,38 @@ def ensure_dataset(
     out_path: Path | None = None,
     n_envs: int = DEFAULT_N_ENVS,
 ) -> Path:
-    """The generated dataset's path, generating it first unless it is already there."""
+    """The generated dataset's path: generated when missing; an existing file is checked
+    (:func:`damage_of`) and says so in one line. A damaged one (cut short, changed, another
+    dataset under its name, unreadable) is moved to ``corrupt/`` beside it with a one-line
+    warning and generated again: the same arguments give the same bytes."""
     size = DEFAULT_SIZES[kind] if size is None else size
     path = out_path or default_path(task, kind, size, seed)
     if path.exists():
-        print(f"{path} exists; not regenerated (delete it to make it again)")
-    else:
-        generate_dataset(task, kind, size, seed, policy_dir, path, n_envs=n_envs)
+        problem, checked = damage_of(path, task, kind, size, seed)
+        if problem is None:
+            print(f"{path}: checked ({checked}); not regenerated")
+            return path
+        move_aside(path, problem, then="it is generated again")
+    generate_dataset(task, kind, size, seed, policy_dir, path, n_envs=n_envs)
     return path
+
+
+def damage_of(path: Path, task: str, kind: str, size: int, seed: int) -> tuple[str | None, str]:
+    """``(problem, what was checked)`` of the generated file at ``path``: its size and
+    sha256 against its card (when it has one), then its content as loading reads it
+    (metadata for this task, kind, size and seed; every source's array checks)."""
+    card = read_card(path)
+    problem = card_mismatch(path, card) if card is not None else None
+    if problem is None:
+        try:
+            check_metadata(path, task, kind, size, seed)
+            read_d4rl_hdf5(path, task)
+        except UserError as exc:
+            problem = str(exc).removeprefix(f"{path}: ")
+    if card is None:
+        return problem, "no card to compare its bytes with; its content is valid"
+    size = f"{card['bytes']} bytes and sha256 match" if "bytes" in card else "sha256 matches"
+    return problem, f"{size} its card; content valid"
 
 
 def main(argv: list[str] | None = None) -> int:

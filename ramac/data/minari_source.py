@@ -19,26 +19,21 @@ from typing import Any
 
 import numpy as np
 
-from ramac.data.dataset import OfflineDataset, Provenance
+from ramac.data.dataset import PER_ROW_KEYS, OfflineDataset, Provenance, check_arrays, check_dataset
 from ramac.errors import UserError
 
 EXTRA_HINT = "Minari support needs the extra: pip install 'ramac[minari]'"
 
 
-def flatten_episodes(episodes: Iterable[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+def flatten_episodes(
+    episodes: Iterable[Mapping[str, Any]], where: str = "the Minari dataset"
+) -> dict[str, np.ndarray]:
     """Concatenate episodes (``observations`` T+1 rows; ``actions``, ``rewards``,
-    ``terminations``, ``truncations`` T rows) into flat transition arrays."""
-    parts: dict[str, list[np.ndarray]] = {
-        k: []
-        for k in (
-            "observations",
-            "next_observations",
-            "actions",
-            "rewards",
-            "terminals",
-            "timeouts",
-        )
-    }
+    ``terminations``, ``truncations`` T rows) into flat transition arrays, checked as every
+    source's are (``check_arrays``, before the cast to float32 / bool; ``where`` names the
+    dataset in errors)."""
+    keys = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for i, episode in enumerate(episodes):
         obs = episode["observations"]
         if not isinstance(obs, np.ndarray):
@@ -49,13 +44,21 @@ def flatten_episodes(episodes: Iterable[Mapping[str, Any]]) -> dict[str, np.ndar
         parts["observations"].append(obs[:-1])
         parts["next_observations"].append(obs[1:])
         parts["actions"].append(np.asarray(episode["actions"]).reshape(steps, -1))
-        parts["rewards"].append(np.asarray(episode["rewards"]).reshape(-1))
-        parts["terminals"].append(np.asarray(episode["terminations"]).reshape(-1))
-        parts["timeouts"].append(np.asarray(episode["truncations"]).reshape(-1))
+        parts["rewards"].append(np.asarray(episode["rewards"]))
+        parts["terminals"].append(np.asarray(episode["terminations"]))
+        parts["timeouts"].append(np.asarray(episode["truncations"]))
     if not parts["rewards"]:
         raise UserError("the Minari dataset has no episodes")
-    dtypes = {"terminals": bool, "timeouts": bool}
-    return {k: np.concatenate(v).astype(dtypes.get(k, np.float32)) for k, v in parts.items()}
+    try:
+        raw = {k: np.concatenate(v) for k, v in parts.items()}
+    except ValueError as exc:  # episodes whose arrays have different shapes
+        raise UserError(f"{where}: episodes of different shapes ({exc})") from None
+    check_arrays(raw, where)
+    out = {}
+    for key, value in raw.items():
+        value = value.astype(bool if key in ("terminals", "timeouts") else np.float32)
+        out[key] = value.reshape(-1) if key in PER_ROW_KEYS else value  # (n, 1): checked
+    return out
 
 
 def reference_scores(metadata: Mapping[str, Any]) -> tuple[float | None, float | None]:
@@ -106,7 +109,7 @@ def load_minari(dataset_id: str, *, download: bool = False) -> OfflineDataset:
         }
         for ep in dataset.iterate_episodes()
     )
-    arrays = flatten_episodes(episodes)
+    arrays = flatten_episodes(episodes, f"Minari dataset '{dataset_id}'")
     metadata = dataset.storage.metadata
     low, high = reference_scores(metadata)
     env_spec = dataset.env_spec
@@ -126,4 +129,4 @@ def load_minari(dataset_id: str, *, download: bool = False) -> OfflineDataset:
             "unlabelled_end_rows": 0,  # obs[1:] holds every step's post-step state
         },
     )
-    return OfflineDataset(provenance=provenance, **arrays)
+    return check_dataset(OfflineDataset(provenance=provenance, **arrays))

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ramac.data.dataset import OfflineDataset, Provenance
-from ramac.errors import UserError
+from ramac.errors import UserError, brief
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,17 +62,21 @@ class BanditSpec:
             if not ok:
                 lo = "(-inf" if low is None else f"({low:g}"
                 hi = "inf)" if high is None else f"{high:g}]"
-                raise UserError(f"{where}: {key} must be a number in {lo}, {hi}, got {value!r}")
+                raise UserError(
+                    f"{where}: {key} must be a number in {lo}, {hi}, got {brief(value)}"
+                )
 
         def fraction(key: str) -> None:
             value: Any = getattr(self, key)
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             if not (ok and 0.0 <= value <= 1.0):
-                raise UserError(f"{where}: {key} must be a probability in [0, 1], got {value!r}")
+                raise UserError(
+                    f"{where}: {key} must be a probability in [0, 1], got {brief(value)}"
+                )
 
         n = self.n_samples
         if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-            raise UserError(f"{where}: n_samples must be a whole number >= 2, got {n!r}")
+            raise UserError(f"{where}: n_samples must be a whole number >= 2, got {brief(n)}")
         for key in ("centre_weight", "penalty_prob"):
             fraction(key)
         for key in ("centre_std", "ring_std", "centre_reward_std", "ring_reward_std"):
@@ -85,13 +89,14 @@ class BanditSpec:
         # the metrics' "on the ring" band does not reach the centre mode.
         if self.zone_radius >= self.ring_radius:
             raise UserError(
-                f"{where}: zone_radius ({self.zone_radius!r}) must be below ring_radius "
-                f"({self.ring_radius!r}): the centre zone lies inside the ring"
+                f"{where}: zone_radius ({brief(self.zone_radius)}) must be below ring_radius "
+                f"({brief(self.ring_radius)}): the centre zone lies inside the ring"
             )
         if self.centre_mode_radius >= self.ring_radius - self.ring_band:
             raise UserError(
-                f"{where}: centre_mode_radius ({self.centre_mode_radius!r}) must be below "
-                f"ring_radius - ring_band ({self.ring_radius!r} - {self.ring_band!r}): the "
+                f"{where}: centre_mode_radius ({brief(self.centre_mode_radius)}) must be below "
+                f"ring_radius - ring_band ({brief(self.ring_radius)} - "
+                f"{brief(self.ring_band)}): the "
                 "centre mode and the ring band must not overlap"
             )
         return self

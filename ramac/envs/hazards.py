@@ -32,7 +32,7 @@ import numpy as np
 
 from ramac.config import CONFIG_DIR, read_yaml
 from ramac.data.dataset import OfflineDataset
-from ramac.errors import UserError
+from ramac.errors import UserError, brief
 
 HAZARD_DIR = CONFIG_DIR / "hazards"
 SPEC_SET_KEYS = {"set", "description", "d4rl_version", "specs"}
@@ -85,13 +85,13 @@ class HazardSpec:
 
     def _problem(self) -> str | None:
         if self.kind not in ("velocity", "pitch"):
-            return f"kind must be 'velocity' or 'pitch', got {self.kind!r}"
+            return f"kind must be 'velocity' or 'pitch', got {brief(self.kind)}"
         if self.mode not in ("add", "replace_forward"):
-            return f"mode must be 'add' or 'replace_forward', got {self.mode!r}"
+            return f"mode must be 'add' or 'replace_forward', got {brief(self.mode)}"
         if not 0.0 <= self.probability <= 1.0:
-            return f"probability must be in [0, 1], got {self.probability}"
+            return f"probability must be in [0, 1], got {brief(self.probability)}"
         if self.obs_index < 0:
-            return f"obs_index must be >= 0, got {self.obs_index}"
+            return f"obs_index must be >= 0, got {brief(self.obs_index)}"
         if self.kind == "velocity" and self.threshold is None:
             return "a velocity hazard needs a threshold"
         if self.kind == "pitch":
@@ -280,7 +280,7 @@ def load_spec_set(spec_set: str) -> dict[str, HazardSpec | None]:
         raise UserError(f"{path}: 'specs' must be a mapping of dataset -> spec")
     version = data.get("d4rl_version")
     if version is not None and not re.fullmatch(r"v\d+", str(version)):
-        raise UserError(f"{path}: d4rl_version must look like v0 or v2, got {version!r}")
+        raise UserError(f"{path}: d4rl_version must look like v0 or v2, got {brief(version)}")
     return {key: _build_spec(path, set_name, key, values, version) for key, values in specs.items()}
 
 

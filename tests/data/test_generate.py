@@ -17,6 +17,7 @@ from ramac.data.generate import (
     calibrate_velocity_threshold,
     choose_levels,
     default_path,
+    ensure_dataset,
     generate_dataset,
     list_snapshots,
     load_generated,
@@ -251,3 +252,85 @@ def test_generated_falls_are_judged_on_the_stored_post_step_state(tmp_path, poli
     expected = risk_mask(spec, raw["next_observations"][terminal_rows, 1])
     np.testing.assert_array_equal(out.risky[kept], expected)
     assert expected.any() and not risk_mask(spec, data.next_observations[kept, 1]).any()
+
+
+# ----------------------------------------------------------- checked as every source
+
+
+def generated_file(tmp_path: Path, meta_text: str | None = None, **changes) -> Path:
+    """A hand-made generated file of hopper-medium-replay (size 5, seed 0) under its default
+    name in ``tmp_path``: 5 rows of zeros, with ``changes`` to its arrays and its metadata."""
+    from test_d4rl import hopper_fall_arrays
+
+    path = tmp_path / default_path("hopper", "medium-replay", 5, 0).name
+    meta = {
+        "generator": "gen-1", "task": "hopper", "kind": "medium-replay", "env_id": "Hopper-v5",
+        "seed": 0, "size": 5,
+        "segments": [{"role": "medium", "file": "p.npz", "sha256": "0", "step": 1, "steps": 5}],
+    }  # fmt: skip
+    with h5py.File(path, "w") as f:
+        for key, value in (hopper_fall_arrays() | changes).items():
+            f.create_dataset(key, data=value)
+        f.create_dataset("metadata/json", data=meta_text or json.dumps(meta))
+    return path
+
+
+def load(tmp_path: Path):
+    return load_generated("hopper", "medium-replay", tmp_path, size=5, seed=0)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (lambda a: {k: v[:1] for k, v in a.items()}, "only 1 row"),
+        (lambda a: {"actions": np.where(a["actions"] == a["actions"], 3, 0)}, "'actions' reach 3"),
+        (lambda a: {"rewards": np.where(np.arange(5) == 2, 1e39, 0.0)}, "holds 1e\\+39 at row 2"),
+    ],
+)
+def test_a_generated_file_goes_through_every_sources_checks(tmp_path, changes, message):
+    from test_d4rl import hopper_fall_arrays
+
+    path = generated_file(tmp_path, **changes(hopper_fall_arrays()))
+    with pytest.raises(UserError, match=message) as err:
+        load(tmp_path)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
+def test_generated_metadata_that_is_not_json_or_another_dataset_is_one_line(tmp_path):
+    path = generated_file(tmp_path, meta_text="{not json")
+    with pytest.raises(UserError, match=f"{path}: metadata/json is not JSON"):
+        load(tmp_path)
+    generated_file(tmp_path, meta_text=json.dumps({"task": "hopper"}))
+    with pytest.raises(UserError, match="metadata/json lacks generator, kind"):
+        load(tmp_path)
+    other = {"generator": "gen-1", "task": "hopper", "env_id": "x", "kind": "medium-expert",
+             "seed": 0, "size": 5, "segments": []}  # fmt: skip
+    generated_file(tmp_path, meta_text=json.dumps(other))
+    with pytest.raises(
+        UserError, match="says task=hopper kind=medium-expert .* asks for .*kind=medium-replay"
+    ):
+        load(tmp_path)
+
+
+def test_data_checks_an_existing_file_against_its_card(tmp_path, policy_dir, capsys):
+    path = tmp_path / "hc.hdf5"
+    args = ("halfcheetah", "medium-expert", 60, 0, policy_dir, path)
+    ensure_dataset(*args, n_envs=2)
+    good = path.read_bytes()
+    capsys.readouterr()
+    ensure_dataset(*args, n_envs=2)
+    printed = capsys.readouterr().out
+    assert f"{path}: checked ({len(good)} bytes and sha256 match its card" in printed
+    # cut short (a full disk, a copy cut off): moved aside, generated again, byte for byte
+    path.write_bytes(good[: len(good) // 2])
+    ensure_dataset(*args, n_envs=2)
+    err = capsys.readouterr().err
+    assert f"records {len(good)}" in err and "moved to" in err and "generated again" in err
+    assert path.read_bytes() == good
+    assert (tmp_path / "corrupt" / "hc.hdf5").read_bytes() == good[: len(good) // 2]
+    # the same size, other bytes (another dataset under its name): the hash tells
+    flipped = bytearray(good)
+    flipped[-100] ^= 1
+    path.write_bytes(bytes(flipped))
+    ensure_dataset(*args, n_envs=2)
+    assert "sha256 differs" in capsys.readouterr().err and path.read_bytes() == good

@@ -126,3 +126,14 @@ def test_load_minari_round_trip(tmp_path, monkeypatch):
     )
     assert (prov.ref_min_score, prov.ref_max_score) == (-10.0, 0.0) and len(prov.sha256) == 64
     assert prov.extra["env_source"] == "minari env_spec"  # the evaluation env follows the data
+
+
+def test_flatten_checks_flags_before_the_cast_and_floats_after_it():
+    bad = episode(0.0, 3, terminated=True)
+    bad["terminations"] = np.array([0, 2, 1])  # a cast to bool would make 2 True
+    with pytest.raises(UserError, match="Minari dataset 'x': 'terminals' must be 0 or 1"):
+        flatten_episodes([bad], "Minari dataset 'x'")
+    big = episode(0.0, 3, terminated=True)
+    big["rewards"] = np.array([0.0, 1e39, 0.0])  # finite in float64, inf in float32
+    with pytest.raises(UserError, match="'rewards' holds 1e\\+39 at row 1"):
+        flatten_episodes([big])

@@ -215,4 +215,8 @@ def test_off_a_terminal_nothing_shows_progress(tmp_path):
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr == ""  # no bars, no steps: CI logs stay short
-    assert proc.stdout.startswith("bandit (smoke): 2 runs in")
+    lines = proc.stdout.splitlines()  # the plan (issue 23: on a terminal or not), then the end
+    assert lines[0].startswith("plan: bandit: 2 of 2 runs to train, 100 updates per run")
+    assert lines[1].startswith("estimate: about ") and lines[-1].startswith(
+        "bandit (smoke): 2 runs in"
+    )
