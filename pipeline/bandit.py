@@ -145,17 +145,19 @@ def run_bandit(
     ray_address: str | None = None,
     seed_stacks_on: bool = True,
     overrides: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Run (or finish) every bandit job, then write the summary, leaderboards and figure.
 
     With ``seed_stacks_on`` the seeds of each method first train together as one seed stack.
     ``overrides``: settings on top of the profile's, for every algorithm that has them.
+    ``force``: write into an ``out`` the toolkit did not make (``runs.check_out``).
     """
     out = out or default_out(profile)
     suite = BanditSuite.read(SUITE_FILE)
     jobs = make_jobs(suite, profile, seeds, out, algos, steps, overrides)
     runs.check_workers(workers)
-    runs.check_out(out)
+    runs.check_out(out, force)
     start = time.perf_counter()
     rows = runs.execute(run_job, jobs, SUITE, workers, executor, ray_address, seed_stacks_on)
     summary = pd.DataFrame(rows)

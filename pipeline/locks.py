@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ramac.folders import check_inside
+
 LOCK = "lock"
 POLL_SECONDS = float(os.environ.get("RAMAC_LOCK_POLL_SECONDS", "2"))
 HEARTBEAT_SECONDS = 60.0  # how often an owner touches its locks
@@ -108,8 +110,9 @@ def _load(path: Path) -> tuple[dict[str, Any] | None, os.stat_result | None]:
     """The lock's owner and its file's identity; (None, None) once it is gone. A lock that
     does not parse (its owner was killed between creating and writing it) has owner {}."""
     try:
-        stat = path.stat()
-        text = path.read_text()
+        stat = path.lstat()
+        # a FIFO where the lock should be would block the read forever: not a lock
+        text = path.read_text() if path.is_file() and not path.is_symlink() else ""
     except FileNotFoundError:
         return None, None
     try:
@@ -140,7 +143,9 @@ def _take_over(path: Path, stale: os.stat_result) -> None:
 
 def acquire(run_dir: Path) -> dict[str, Any]:
     """Own ``run_dir`` (its lock file), waiting while another live process owns it; returns
-    the owner record written. A stale lock is taken over with a one-line warning."""
+    the owner record written. A stale lock is taken over with a one-line warning. A folder
+    reached through a link out of its results folder is refused (``ramac.folders``)."""
+    check_inside(run_dir / LOCK)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
     mine = _owner()

@@ -44,11 +44,15 @@ T = TypeVar("T")
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Parse a YAML mapping; a missing or malformed file is a UserError naming it."""
+    from ramac.io import require_regular_file  # a FIFO named like a YAML file never hangs
+
     try:
-        with open(path) as f:
+        with open(require_regular_file(path)) as f:
             data = yaml.safe_load(f)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: not a regular file") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
     if data is None:

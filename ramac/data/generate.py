@@ -57,6 +57,8 @@ from ramac.data.d4rl import (
 from ramac.data.dataset import OfflineDataset, Provenance
 from ramac.envs.hazards import load_hazard
 from ramac.errors import UserError
+from ramac.folders import claim
+from ramac.io import atomic_target
 
 Kind = Literal["medium", "medium-replay", "expert", "medium-expert"]
 KINDS: tuple[str, ...] = ("medium", "medium-replay", "expert", "medium-expert")
@@ -76,6 +78,22 @@ FULL_EPISODE = 1000
 def default_data_dir() -> Path:
     """Where generated datasets live: ``$RAMAC_DATA_DIR/generated`` or ``<repo>/data/generated``."""
     return Path(os.environ.get("RAMAC_DATA_DIR", ROOT / "data")) / "generated"
+
+
+DATA_FOLDERS = ("generated", "models")  # what the toolkit keeps in the data folder
+
+
+def claim_data_folder() -> Path:
+    """The data folder (``$RAMAC_DATA_DIR`` or ``<repo>/data``), the toolkit's to write into
+    (``ramac.folders.claim``): new, empty or marked; one holding only the toolkit's own
+    folders (``generated/``, ``models/``: made by an earlier version) is adopted; one holding
+    anything else is refused in one line, for it may be a folder of the user's own."""
+
+    def ours(folder: Path) -> bool:
+        return all(e.name in DATA_FOLDERS or e.name.startswith(".") for e in os.scandir(folder))
+
+    how = "set RAMAC_DATA_DIR to a folder of its own"
+    return claim(default_data_dir().parent, adopt=ours, how=how)
 
 
 # ----------------------------------------------------------------------------- snapshots
@@ -269,7 +287,10 @@ def generate_dataset(
     size = DEFAULT_SIZES[kind] if size is None else int(size)
     if size < 2:
         raise UserError(f"generate_dataset: size must be at least 2, got {size}")
-    out_path = default_path(task, kind, size, seed) if out_path is None else Path(out_path)
+    if out_path is None:
+        claim_data_folder()
+        out_path = default_path(task, kind, size, seed)
+    out_path = Path(out_path)
     segments = plan_segments(kind, list_snapshots(task, policy_dir), size)
     envs = [
         gym.make(ENV_IDS[task], max_episode_steps=max_episode_steps, disable_env_checker=True)
@@ -345,15 +366,14 @@ def _metadata(
 
 
 def _write_hdf5(path: Path, parts: list, meta: dict[str, Any]) -> None:
-    """Concatenate the lanes of every segment in order and write them (temp name, rename)."""
+    """Concatenate the lanes of every segment in order and write them (``atomic_target``: a
+    full disk leaves no temporary file behind, and its error names ``path``)."""
     lanes = [(index, buf) for index, buffers in parts for buf in buffers]
 
     def cat(attr: str) -> np.ndarray:
         return np.concatenate([getattr(buf, attr)[: buf.n] for _, buf in lanes])
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_target(path) as tmp, h5py.File(tmp, "w") as f:
         for key in ("observations", "actions", "rewards", "terminals", "timeouts"):
             f.create_dataset(key, data=cat({"observations": "obs"}.get(key, key)))
         f.create_dataset("next_observations", data=cat("next_obs"))
@@ -364,7 +384,6 @@ def _write_hdf5(path: Path, parts: list, meta: dict[str, Any]) -> None:
         f.create_dataset("metadata/json", data=json.dumps(meta))
         for key in ("generator", "task", "kind", "env_id", "seed", "size"):
             f.create_dataset(f"metadata/{key}", data=meta[key])
-    tmp.replace(path)
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
