@@ -34,6 +34,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from pipeline import locks
 from ramac import progress
 from ramac.errors import UserError
 from ramac.runtime import Terminated, die_with_parent
@@ -251,7 +252,7 @@ def _local_outcomes(
             except BaseException:  # Ctrl-C, SIGTERM, or the caller closing us on its error
                 _stop_workers(pool)
                 raise
-            dead = _dead_jobs(processes, started, broken)
+            dead = _dead_jobs(processes, started, jobs, broken)
             for i, why in dead.items():
                 yield i, partial(_died, _run_name(jobs[i], labels[i]), why)
             pending = [i for i in broken if i not in dead] if dead else []
@@ -262,9 +263,12 @@ def _local_outcomes(
             listener.stop()
 
 
-def _dead_jobs(processes: dict[int, Any], started: Any, broken: list[int]) -> dict[int, str]:
+def _dead_jobs(
+    processes: dict[int, Any], started: Any, jobs: Sequence[Any], broken: list[int]
+) -> dict[int, str]:
     """The jobs among ``broken`` whose worker died (killed by a signal other than the SIGTERM
-    the pool sends its other workers when one dies), with how it died."""
+    the pool sends its other workers when one dies), with how it died; their run folders'
+    locks, which the dead worker held, are removed."""
     how = {}
     for pid, process in processes.items():
         process.join(timeout=10)
@@ -276,7 +280,11 @@ def _dead_jobs(processes: dict[int, Any], started: Any, broken: list[int]) -> di
             how[pid] = f"its worker process was killed by {name}"
         else:
             how[pid] = f"its worker process exited with code {code}"
-    return {i: how[started[i]] for i in broken if started[i] in how}
+    dead = {i: how[started[i]] for i in broken if started[i] in how}
+    for i in dead:  # its locks: the dead worker could not release them
+        for run_dir in _run_dirs(jobs[i]):
+            locks.clear_dead(run_dir, started[i])
+    return dead
 
 
 def _run_name(job: Any, label: str) -> str:

@@ -187,6 +187,15 @@ def release(run_dir: Path, owner: dict[str, Any]) -> None:
             path.unlink()
 
 
+def clear_dead(run_dir: Path, pid: int) -> None:
+    """Remove ``run_dir``'s lock when its owner is process ``pid`` of this host, which the
+    caller saw die (a pool worker killed): a rerun then finds no stale lock to warn about."""
+    path = run_dir / LOCK
+    owner, stat = _load(path)
+    if owner and stat and owner.get("pid") == pid and owner.get("host") == socket.gethostname():
+        _take_over(path, stat)
+
+
 def _heartbeat(paths: list[Path], stop: threading.Event) -> None:
     """Touch ``paths`` every ``HEARTBEAT_SECONDS`` until ``stop``: the owner is alive."""
     while not stop.wait(HEARTBEAT_SECONDS):

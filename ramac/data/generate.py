@@ -287,10 +287,9 @@ def generate_dataset(
     size = DEFAULT_SIZES[kind] if size is None else int(size)
     if size < 2:
         raise UserError(f"generate_dataset: size must be at least 2, got {size}")
-    if out_path is None:
+    out_path = default_path(task, kind, size, seed) if out_path is None else Path(out_path)
+    if out_path.parent == default_data_dir():
         claim_data_folder()
-        out_path = default_path(task, kind, size, seed)
-    out_path = Path(out_path)
     segments = plan_segments(kind, list_snapshots(task, policy_dir), size)
     envs = [
         gym.make(ENV_IDS[task], max_episode_steps=max_episode_steps, disable_env_checker=True)
