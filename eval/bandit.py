@@ -21,7 +21,7 @@ from eval.ood import OODDetector
 from eval.settings import RiskSettings, whole
 from ramac.data.dataset import OfflineDataset
 from ramac.envs.bandit import BanditSpec, mode_fractions, sample_rewards
-from ramac.io import atomic_write_bytes
+from ramac.io import atomic_write_bytes, require_regular_file
 from ramac.risk import cvar_estimate
 from ramac.train import TRAIN_LOG
 
@@ -78,7 +78,7 @@ def evaluate_actions(
 def read_actions(path: Path) -> np.ndarray:
     """A run's sampled actions from its ``actions.npz``; an exception when it cannot be read
     whole (a truncated file), so that the run is evaluated again."""
-    with np.load(path) as data:
+    with np.load(require_regular_file(path)) as data:
         actions, rewards = data["actions"], data["rewards"]
     if actions.ndim != 2 or len(actions) != len(rewards):
         raise ValueError(f"actions {actions.shape} and rewards {rewards.shape} do not match")
@@ -90,7 +90,9 @@ def evaluate_run(run: TrainedBanditRun, agent: Any, dataset: OfflineDataset) -> 
     them (with their rewards) to ``actions.npz``; returns the run's metrics row."""
     settings = run.eval_settings
     # The training loop's own clock (a stacked run's is its stack's).
-    train_seconds = pd.read_csv(run.run_dir / TRAIN_LOG)["wall_seconds"].iloc[-1]
+    train_seconds = pd.read_csv(require_regular_file(run.run_dir / TRAIN_LOG))["wall_seconds"].iloc[
+        -1
+    ]
     eval_seed = run.seed + EVAL_SEED_OFFSET
     obs = torch.zeros(settings.n_actions, dataset.obs_dim)
     actions = agent.act(obs, generator=torch.Generator().manual_seed(eval_seed)).cpu().numpy()

@@ -43,7 +43,7 @@ from ramac.data.dataset import OfflineDataset
 from ramac.envs.hazards import HazardSpec
 from ramac.envs.mujoco import ENV_VERSIONS, FULL_HORIZON, PAPER_HORIZONS, env_id_for
 from ramac.errors import UserError, brief
-from ramac.io import atomic_to_csv, load_torch_file
+from ramac.io import atomic_to_csv, load_torch_file, require_regular_file
 from ramac.risk import cvar_estimate
 from ramac.train import (
     CHECKPOINT,
@@ -320,7 +320,7 @@ def evaluate_run(run: TrainedRun, dataset: OfflineDataset, detector: Detector) -
         agent = agent_at(run, dataset, step)
         checked = model_check(agent, dataset, run.data.task, run.data.hazard(), run.seed,
                               env["env_id"])  # fmt: skip
-    log = pd.read_csv(run.run_dir / TRAIN_LOG)
+    log = pd.read_csv(require_regular_file(run.run_dir / TRAIN_LOG))
     return {
         **seed_row.to_dict(),
         "run": run.run_dir.name,

@@ -153,12 +153,13 @@ def run_bandit(
 
     With ``seed_stacks_on`` the seeds of each method first train together as one seed stack.
     ``overrides``: settings on top of the profile's, for every algorithm that has them.
+    ``force``: write into an ``out`` the toolkit did not make (``runs.check_out``).
     """
     out = out or default_out(profile)
     suite = BanditSuite.read(SUITE_FILE)
     jobs = make_jobs(suite, profile, seeds, out, algos, steps, overrides, force)
     runs.check_workers(workers)
-    runs.check_out(out)
+    runs.check_out(out, force)
     start = time.perf_counter()
     rows = runs.execute(run_job, jobs, SUITE, workers, executor, ray_address, seed_stacks_on)
     summary = pd.DataFrame(rows)

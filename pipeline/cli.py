@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 # One BLAS thread per process: the pipeline runs one worker per core, and multithreaded
@@ -28,6 +30,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from ramac.errors import UserError
+from ramac.runtime import Terminated, raise_terminated
 
 PROFILES = ("smoke", "quick", "cpu", "paper")
 TASKS = ("halfcheetah", "hopper", "walker2d")
@@ -36,6 +39,8 @@ KINDS = ("medium", "medium-replay", "expert", "medium-expert")
 
 # The options each stage reads (its function below); argparse rejects any other with its
 # usual one-line error, so an option a stage would ignore is never silently accepted.
+# ``force``: every stage that writes results (and, for the stages that train, a budget
+# beyond the paper's; one flag, defined once below).
 SUITE_RUN = set("seeds out workers data algos steps tasks suite executor checkpoint force".split())
 STAGE_OPTIONS = {
     "bandit": {"seeds", "out", "workers", "algos", "steps", "executor", "force"},
@@ -44,11 +49,11 @@ STAGE_OPTIONS = {
     "data": {"out", "workers", "data", "tasks", "suite", "make"},
     "train": SUITE_RUN,
     "evaluate": SUITE_RUN,
-    "report": {"out", "data", "algos", "tasks", "suite", "checkpoint"},
-    "figures": {"out", "data", "algos", "tasks", "suite", "checkpoint"},
+    "report": {"out", "data", "algos", "tasks", "suite", "checkpoint", "force"},
+    "figures": {"out", "data", "algos", "tasks", "suite", "checkpoint", "force"},
     "all": SUITE_RUN,
-    "frontier": {"out", "workers", "executor", "data", "suite", "on"},
-    "calibrate": {"out", "workers", "executor", "data", "suite", "on"},
+    "frontier": {"out", "workers", "executor", "data", "suite", "on", "force"},
+    "calibrate": {"out", "workers", "executor", "data", "suite", "on", "force"},
 }
 
 
@@ -90,12 +95,6 @@ def _add_options(p: argparse.ArgumentParser, options: set[str]) -> None:
             default=None,
             help="training updates per run (default: the profile's)",
         )
-    if "force" in options:
-        p.add_argument(
-            "--force",
-            action="store_true",
-            help="do what is refused by default: --steps above 10 x the paper's budget",
-        )
     if "tasks" in options:
         p.add_argument(
             "--tasks",
@@ -135,6 +134,14 @@ def _add_options(p: argparse.ArgumentParser, options: set[str]) -> None:
             default=None,
             help="checkpoint evaluated: final (default) or the best kept one on the evaluation "
             "env (optimistic; every table says so)",
+        )
+    if "force" in options:
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="write into an output folder that the toolkit did not make (it has no .ramac "
+            "marker and is not empty: it is then marked as the toolkit's); for the stages "
+            "that train, also allow --steps above 10 x the paper's budget",
         )
     if "on" in options:
         p.add_argument(
@@ -196,7 +203,9 @@ def _run_suite(args: argparse.Namespace, stages: tuple[str, ...]):
     from pipeline.suite import run_plan
 
     plan = _plan(args, stages)
-    run_plan(plan, args.workers, args.executor, args.ray_address, not args.no_seed_stacks)
+    run_plan(
+        plan, args.workers, args.executor, args.ray_address, not args.no_seed_stacks, args.force
+    )
     return plan
 
 
@@ -250,9 +259,11 @@ def _report(args: argparse.Namespace) -> None:
             f"no records in {where}; run 'reproduce.py all' (or bandit, train + "
             f"evaluate) with --profile {args.profile} first"
         )
+    from pipeline.runs import check_out
     from reports.calibration import write_calibration_report
 
     for folder in found:
+        check_out(folder, args.force)  # the toolkit's folder, this command's until it ends
         if (folder / "calibration.csv").exists():  # ramac calibrate's records (linked below)
             print(f"tail calibration rewritten: {write_calibration_report(folder)['report']}")
         if _suite_of(folder) == "bandit":
@@ -283,9 +294,12 @@ def _suite_of(folder: Path) -> str:
     (the suite's reader then says what is wrong with the table)."""
     import pandas as pd
 
+    from ramac.io import require_regular_file
+
     try:
-        return str(pd.read_csv(folder / "summary.csv", usecols=["suite"], nrows=1)["suite"].iloc[0])
-    except (ValueError, IndexError, pd.errors.EmptyDataError):
+        table = require_regular_file(folder / "summary.csv")  # a FIFO: never read, never hangs
+        return str(pd.read_csv(table, usecols=["suite"], nrows=1)["suite"].iloc[0])
+    except (ValueError, IndexError, OSError, pd.errors.EmptyDataError):
         return "stochastic-d4rl" if (folder / "episodes.csv").exists() else "bandit"
 
 
@@ -302,22 +316,29 @@ def _frontier(args: argparse.Namespace) -> None:
         executor=args.executor,
         ray_address=args.ray_address,
         seed_stacks_on=not args.no_seed_stacks,
+        force=args.force,
     )
     print(f"risk-return frontier written: {root / 'frontier_report.html'}")
 
 
 def _calibrate(args: argparse.Namespace) -> None:
     from pipeline.calibrate import calibrate_bandit, calibrate_suite
+    from pipeline.runs import check_out
     from reports.calibration import write_calibration_report
 
     if args.on == "bandit":
         from pipeline.bandit import default_out, rewrite_bandit_outputs
 
-        table = calibrate_bandit(args.out or default_out(args.profile))
+        out = args.out or default_out(args.profile)
+        if out.is_dir():  # else calibrate_bandit says there are no records
+            check_out(out, args.force)
+        table = calibrate_bandit(out)
         report = write_calibration_report(table.parent)["report"]
         rewrite_bandit_outputs(table.parent)  # its report.html links the new page
     else:
         plan = _plan(argparse.Namespace(**{**vars(args), "tasks": None}), ("evaluate",))
+        if plan.out.is_dir():
+            check_out(plan.out, args.force)
         table = calibrate_suite(
             plan, args.workers, executor=args.executor, ray_address=args.ray_address
         )
@@ -327,13 +348,41 @@ def _calibrate(args: argparse.Namespace) -> None:
 
 
 def _all(args: argparse.Namespace) -> None:
-    """The bandit, then the suite; ``--out DIR`` puts them in DIR/bandit and DIR/suite."""
+    """The bandit, then the suite; ``--out DIR`` puts them in DIR/bandit and DIR/suite.
+
+    ``--seeds`` and ``--steps`` apply to both halves; ``--algos`` too, and each name must be
+    one of both suites' methods (checked before either half starts: an algorithm the bandit
+    does not list is refused in one line, not dropped); ``--tasks`` and ``--checkpoint`` are
+    the suite's."""
+    _check_all_algos(args)
     bandit_out = args.out / "bandit" if args.out else None
-    _bandit(argparse.Namespace(**{**vars(args), "out": bandit_out, "algos": None, "steps": None}))
+    _bandit(argparse.Namespace(**{**vars(args), "out": bandit_out}))
     suite_out = args.out / "suite" if args.out else None
     _suite_reports(
         _run_suite(argparse.Namespace(**{**vars(args), "out": suite_out}), ("train", "evaluate"))
     )
+
+
+def _check_all_algos(args: argparse.Namespace) -> None:
+    """``all --algos``: every name a method of both the bandit's and the suite's files."""
+    if not args.algos:
+        return
+    from pipeline.bandit import SUITE_FILE as BANDIT_FILE
+    from pipeline.bandit import BanditSuite
+    from pipeline.suite import SUITE_FILE, D4RLSuite
+
+    suite_file = args.suite or SUITE_FILE
+    for name, path, suite in (
+        ("the bandit", BANDIT_FILE, BanditSuite.read(BANDIT_FILE)),
+        ("Stochastic-D4RL", suite_file, D4RLSuite.read(suite_file)),
+    ):
+        missing = [algo for algo in args.algos if algo not in suite.algos]
+        if missing:
+            raise UserError(
+                f"--algos: {', '.join(missing)} is not a method of {name} ({path}: "
+                f"{', '.join(suite.algos)}); 'all' runs each algorithm on both: run 'bandit' "
+                "or 'train' + 'evaluate' for one alone"
+            )
 
 
 STAGES = {
@@ -374,7 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one stage; a user's error is one line and exit code 2, Ctrl-C (130) and SIGTERM
+    (143, as ``kill`` and schedulers send) one line saying how to resume. Whatever the
+    ending, the command's folder locks are released (its workers are stopped by the pool)."""
     args = build_parser().parse_args(argv)
+    previous = _handle_sigterm()
     try:
         workers = getattr(args, "workers", None)
         if workers is not None and workers < 1:
@@ -396,10 +449,23 @@ def main(argv: list[str] | None = None) -> int:
         path = exc.filename if exc.filename is not None else "file system"
         print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         print(
             "interrupted: finished runs are kept; run the same command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return exc.exit_code if isinstance(exc, Terminated) else 130
+    finally:
+        runs = sys.modules.get("pipeline.runs")  # not imported: no folder was held
+        if runs is not None:
+            runs.release_outs()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _handle_sigterm():  # noqa: ANN202 - a signal handler, or None
+    """SIGTERM raises ``Terminated`` from here on (main thread only); the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, raise_terminated)

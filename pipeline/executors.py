@@ -7,7 +7,11 @@ is retried (up to RAY_MAX_RETRIES times) and picks up where it stopped.
 
 Pool workers belong to the main process: they die with it (``kill -9`` too), ignore Ctrl-C
 (the main process stops them and prints one line), and report their training's progress to
-it through a queue (``ramac.progress``), shown on a terminal only.
+it through a queue (``ramac.progress``), shown on a terminal only. SIGTERM ends a worker as
+it ends the main process (``ramac.runtime.Terminated``): its job unwinds (locks released,
+temporary files removed), then it exits. A worker that dies (the out-of-memory killer's
+SIGKILL) breaks the pool: its run fails with one line naming it and the signal, and the
+other runs carry on in a fresh pool (resuming from their checkpoints).
 """
 
 from __future__ import annotations
@@ -23,15 +27,17 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from pathlib import PurePath
 from typing import Any
 
 from tqdm import tqdm
 
+from pipeline import locks
 from ramac import progress
 from ramac.errors import UserError
-from ramac.runtime import die_with_parent
+from ramac.runtime import Terminated, die_with_parent
 
 EXECUTORS = ("local", "ray")
 RAY_MAX_RETRIES = 3  # re-runs of a task whose worker or node died; job exceptions never retry
@@ -44,11 +50,30 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _init_worker(parent: int | None = None, channel: Any = None) -> None:
+# In a local pool's worker: the array where each job writes the pid of the worker running it
+# (job index -> pid), so that the main process can name the run of a worker that died; and
+# whether a job is running now (SIGTERM unwinds it, else ends the idle worker at once).
+_started: Any = None
+_busy = False
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """A pool worker's SIGTERM: unwind the running job (``_run_job`` then exits), or exit."""
+    signal.signal(signum, signal.SIG_IGN)
+    if _busy:
+        raise Terminated(signum)
+    os._exit(128 + signum)
+
+
+def _init_worker(parent: int | None = None, channel: Any = None, started: Any = None) -> None:
     """Set up a worker process: one torch thread; in the local pool (``parent``: the main
-    process's pid) die with the main process and leave Ctrl-C to it; report progress on
-    ``channel`` (a queue the main process reads) when given."""
+    process's pid) die with the main process, leave Ctrl-C to it, end on SIGTERM after its
+    job unwinds and record in ``started`` which job it runs; report progress on ``channel``
+    (a queue the main process reads) when given."""
+    global _started
     if parent is not None:
+        _started = started
+        signal.signal(signal.SIGTERM, _on_sigterm)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # already inherited (_workers_ignore_sigint)
         if hasattr(signal, "pthread_sigmask"):  # POSIX
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -65,13 +90,29 @@ def _init_worker(parent: int | None = None, channel: Any = None) -> None:
 
 
 def _run_job(
-    fn: Callable[[Any], Any], label: str, job: Any, reporter: progress.Reporter | None = None
+    fn: Callable[[Any], Any],
+    label: str,
+    job: Any,
+    reporter: progress.Reporter | None = None,
+    index: int | None = None,
 ) -> Any:
     """``fn(job)``, its progress reported as job ``label`` (to ``reporter`` when given, else
-    to the process's own reporter)."""
+    to the process's own reporter). In a pool worker: job ``index`` is recorded as this
+    process's, and a SIGTERM ends the process once the job has unwound."""
+    global _busy
+    if _started is not None and index is not None:
+        _started[index] = os.getpid()
     installed = progress.reporting(reporter) if reporter else contextlib.nullcontext()
-    with installed, progress.job(label):
-        return fn(job)
+    _busy = True
+    try:
+        with installed, progress.job(label):
+            return fn(job)
+    except Terminated as exc:
+        if _started is None:  # the main process (inline): the command line says it
+            raise
+        os._exit(exc.exit_code)  # nothing to report: the main process is stopping the pool
+    finally:
+        _busy = False
 
 
 def job_labels(jobs: Sequence[Any]) -> list[str]:
@@ -186,22 +227,78 @@ def _local_outcomes(
         return
     ctx = multiprocessing.get_context("spawn")
     channel = ctx.Queue() if reporter is not None else None
-    pool = ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(), channel)
-    )
     listener = _Listener(channel, reporter) if channel is not None else None
+    pending = list(range(len(jobs)))
     try:
-        with _workers_ignore_sigint():  # the pool starts its workers in submit()
-            futures = {pool.submit(_run_job, fn, labels[i], job): i for i, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            yield futures[future], future.result
-        pool.shutdown()
-    except BaseException:  # KeyboardInterrupt, or the caller closing us on its own exception
-        _stop_workers(pool)
-        raise
+        while pending:  # a fresh pool for the runs a dead worker's pool left undone
+            started = ctx.RawArray("i", len(jobs))
+            initargs = (os.getpid(), channel, started)
+            pool = ProcessPoolExecutor(
+                min(workers, len(pending)), ctx, initializer=_init_worker, initargs=initargs
+            )
+            try:
+                with _workers_ignore_sigint():  # the pool starts its workers in submit()
+                    futures = {
+                        pool.submit(_run_job, fn, labels[i], jobs[i], None, i): i for i in pending
+                    }
+                processes = dict(pool._processes or {})  # no public API before Python 3.14
+                broken = []
+                for future in as_completed(futures):
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        broken.append(futures[future])
+                        continue
+                    yield futures[future], future.result
+                pool.shutdown()
+            except BaseException:  # Ctrl-C, SIGTERM, or the caller closing us on its error
+                _stop_workers(pool)
+                raise
+            dead = _dead_jobs(processes, started, jobs, broken)
+            for i, why in dead.items():
+                yield i, partial(_died, _run_name(jobs[i], labels[i]), why)
+            pending = [i for i in broken if i not in dead] if dead else []
+            for i in broken if not dead else []:  # no worker to blame: report, never loop
+                yield i, partial(_died, _run_name(jobs[i], labels[i]), "its worker ended abruptly")
     finally:
         if listener is not None:
             listener.stop()
+
+
+def _dead_jobs(
+    processes: dict[int, Any], started: Any, jobs: Sequence[Any], broken: list[int]
+) -> dict[int, str]:
+    """The jobs among ``broken`` whose worker died (killed by a signal other than the SIGTERM
+    the pool sends its other workers when one dies), with how it died; their run folders'
+    locks, which the dead worker held, are removed."""
+    how = {}
+    for pid, process in processes.items():
+        process.join(timeout=10)
+        code = process.exitcode
+        if code is None or code in (0, 128 + signal.SIGTERM, -signal.SIGTERM):
+            continue
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+            how[pid] = f"its worker process was killed by {name}"
+        else:
+            how[pid] = f"its worker process exited with code {code}"
+    dead = {i: how[started[i]] for i in broken if started[i] in how}
+    for i in dead:  # its locks: the dead worker could not release them
+        for run_dir in _run_dirs(jobs[i]):
+            locks.clear_dead(run_dir, started[i])
+    return dead
+
+
+def _run_name(job: Any, label: str) -> str:
+    """The job's run folder(s) as the user finds them, else its progress label."""
+    return str(getattr(job, "run_dir", label))
+
+
+def _died(label: str, why: str) -> None:
+    """The outcome of a job whose worker died: one line naming its run and how."""
+    hint = " (the out-of-memory killer sends SIGKILL: fewer --workers use less memory)"
+    raise UserError(
+        f"{label}: {why}{hint if 'SIGKILL' in why else ''}; the other runs went on; run the "
+        "same command again to resume it"
+    )
 
 
 @contextlib.contextmanager

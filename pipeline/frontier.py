@@ -22,6 +22,7 @@ from pipeline import runs
 from pipeline.runs import FrontierSettings
 from ramac.config import ROOT
 from ramac.errors import UserError
+from ramac.io import atomic_write_text
 from reports.frontier import SWEEP
 
 BENCHES = ("bandit", "suite")
@@ -48,8 +49,7 @@ def settings_of(frontier: FrontierSettings | None, path: Path) -> FrontierSettin
 
 def mark_value(folder: Path, key: str, value: float) -> None:
     """Record which value ``folder`` holds (read by ``reports.frontier``)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / SWEEP).write_text(json.dumps({"key": key, "value": value}) + "\n")
+    atomic_write_text(folder / SWEEP, json.dumps({"key": key, "value": value}) + "\n")
 
 
 def run_frontier(
@@ -65,7 +65,7 @@ def run_frontier(
     Stochastic-D4RL (``on="suite"``), then write its table and figure; returns the folder.
 
     ``execution``: the executor options of ``run_bandit`` / ``run_plan`` (executor,
-    ray_address, seed_stacks_on).
+    ray_address, seed_stacks_on) and ``force`` (folders the toolkit did not make).
     """
     if on not in BENCHES:
         raise UserError(f"--on must be one of {', '.join(BENCHES)}, got '{on}'")
@@ -84,9 +84,10 @@ def _bandit_frontier(profile, out, workers, execution) -> tuple[Path, Path]:
 
     frontier = settings_of(BanditSuite.read(SUITE_FILE).frontier, SUITE_FILE)
     root = out or frontier_root("bandit", profile)
+    runs.check_out(root, execution.get("force", False))  # its report is written there
     for value in frontier.values:
         folder = value_folder(root, frontier.key, value)
-        runs.check_out(folder)
+        runs.check_out(folder, execution.get("force", False))
         mark_value(folder, frontier.key, value)
         run_bandit(
             profile,
@@ -107,6 +108,7 @@ def _suite_frontier(profile, out, workers, source, suite_file, execution) -> tup
     path = suite_file or SUITE_FILE
     frontier = settings_of(D4RLSuite.read(path).frontier, path)
     root = out or frontier_root("suite", profile, source)
+    runs.check_out(root, execution.get("force", False))  # its report is written there
     reference = make_plan(profile, source, suite_file=path).out  # the profile's main results
     for value in frontier.values:
         folder = value_folder(root, frontier.key, value)
@@ -120,7 +122,7 @@ def _suite_frontier(profile, out, workers, source, suite_file, execution) -> tup
             suite_file=path,
             overrides={frontier.key: value},
         )
-        runs.check_out(folder)
+        runs.check_out(folder, execution.get("force", False))
         mark_value(folder, frontier.key, value)
         run_plan(plan, workers, **execution)
         write_suite_reports(plan.out, plan.eval, plan.algos, plan.datasets)

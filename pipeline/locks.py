@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ramac.config import env_seconds
+from ramac.folders import check_inside
 
 LOCK = "lock"
 # A bad value is a one-line error when the module is imported (as a plan is made).
@@ -111,8 +112,9 @@ def _load(path: Path) -> tuple[dict[str, Any] | None, os.stat_result | None]:
     """The lock's owner and its file's identity; (None, None) once it is gone. A lock that
     does not parse (its owner was killed between creating and writing it) has owner {}."""
     try:
-        stat = path.stat()
-        text = path.read_text()
+        stat = path.lstat()
+        # a FIFO where the lock should be would block the read forever: not a lock
+        text = path.read_text() if path.is_file() and not path.is_symlink() else ""
     except FileNotFoundError:
         return None, None
     try:
@@ -143,7 +145,9 @@ def _take_over(path: Path, stale: os.stat_result) -> None:
 
 def acquire(run_dir: Path) -> dict[str, Any]:
     """Own ``run_dir`` (its lock file), waiting while another live process owns it; returns
-    the owner record written. A stale lock is taken over with a one-line warning."""
+    the owner record written. A stale lock is taken over with a one-line warning. A folder
+    reached through a link out of its results folder is refused (``ramac.folders``)."""
+    check_inside(run_dir / LOCK)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
     mine = _owner()
@@ -183,6 +187,15 @@ def release(run_dir: Path, owner: dict[str, Any]) -> None:
     if found is not None and found.get("token") == owner["token"]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def clear_dead(run_dir: Path, pid: int) -> None:
+    """Remove ``run_dir``'s lock when its owner is process ``pid`` of this host, which the
+    caller saw die (a pool worker killed): a rerun then finds no stale lock to warn about."""
+    path = run_dir / LOCK
+    owner, stat = _load(path)
+    if owner and stat and owner.get("pid") == pid and owner.get("host") == socket.gethostname():
+        _take_over(path, stat)
 
 
 def _heartbeat(paths: list[Path], stop: threading.Event) -> None:

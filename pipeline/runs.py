@@ -15,6 +15,7 @@ A file system error in a run (no space left, a read-only folder) is one line nam
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -34,7 +35,8 @@ from ramac.agents import AGENTS, make_config  # the package: every algorithm reg
 from ramac.config import PAPER_STEPS, ROOT, config_hash, read_yaml
 from ramac.data.dataset import OfflineDataset
 from ramac.errors import UserError, brief
-from ramac.io import CORRUPT, atomic_write_text, move_aside, problem_of
+from ramac.folders import claim
+from ramac.io import CORRUPT, atomic_write_text, move_aside, problem_of, require_regular_file
 from ramac.records import package_versions, write_yaml
 from ramac.train import TrainSettings, hyperparameter_key, seed_stackable, train, train_seeds
 
@@ -216,9 +218,18 @@ def fs_errors(where: Path | str | None = None) -> Iterator[None]:
         raise UserError(fs_message(exc, where)) from exc
 
 
-def check_out(out: Path) -> Path:
-    """``out``, made (with its parents) and checked writable before any work starts; a file,
-    a read-only folder or a name too long is one line naming the path."""
+def check_out(out: Path, force: bool = False) -> Path:
+    """``out``, the toolkit's to write into until this command ends, checked before any work.
+
+    Made (with its parents) and checked writable: a file, a read-only folder or a name too
+    long is one line naming the path. It must be the toolkit's (``ramac.folders.claim``):
+    new, empty or carrying the ``.ramac`` marker; a folder of results an earlier version
+    made (run records ``runs/.../seed*/config.yaml``, :func:`made_by_ramac`) is adopted
+    with a one-line note; any other non-empty folder is refused in one line unless
+    ``force``. The command then owns ``out`` (its ``lock``, :func:`hold_out`): a second
+    command on the same folder waits for it (one-line note) before it trains or writes a
+    table, so the folder's tables always come from one command's set of runs.
+    """
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: not a directory")
     try:
@@ -226,11 +237,49 @@ def check_out(out: Path) -> Path:
         fd, probe = tempfile.mkstemp(dir=out, prefix=".write-check.")
         os.close(fd)
         os.unlink(probe)
+        claim(out, force=force, adopt=made_by_ramac)
+        hold_out(out)
     except OSError as exc:
         if exc.filename is not None and Path(exc.filename).parent == out:
             exc.filename = str(out)  # the probe's name means nothing to the user
         raise UserError(fs_message(exc, out)) from exc
     return out
+
+
+# Run records as the toolkit writes them: bandit, suite, and a folder of those (all, frontier)
+RECORD_PATTERNS = ("runs/*/seed*/config.yaml", "runs/*/*/seed*/config.yaml")
+
+
+def made_by_ramac(folder: Path) -> bool:
+    """Whether ``folder`` holds run records the toolkit wrote (``runs/.../seed*/config.yaml``,
+    there or one level down as ``all`` and ``frontier`` nest them): a results folder of an
+    earlier version, made before folders carried the marker."""
+    patterns = [*RECORD_PATTERNS, *(f"*/{p}" for p in RECORD_PATTERNS)]
+    return any(path.is_file() for pattern in patterns for path in folder.glob(pattern))
+
+
+_HELD_OUTS: dict[Path, tuple[Path, dict[str, Any]]] = {}  # resolved out -> (out, lock owner)
+
+
+def hold_out(out: Path) -> None:
+    """Own ``out`` (its ``lock``, ``pipeline.locks``) until :func:`release_outs`: the command
+    line releases it when the command ends, on an error or an interrupt too (and the process
+    on exit); a second hold by this process is a no-op. Another command's live hold is
+    waited for; a dead one's is taken over."""
+    key = out.resolve()
+    if key not in _HELD_OUTS:
+        _HELD_OUTS[key] = (out, locks.acquire(out))
+
+
+def release_outs() -> None:
+    """Release every results folder this process holds (:func:`hold_out`)."""
+    while _HELD_OUTS:
+        _, (out, owner) = _HELD_OUTS.popitem()
+        with contextlib.suppress(OSError):
+            locks.release(out, owner)
+
+
+atexit.register(release_outs)
 
 
 def default_out(suite: str, name: str) -> Path:
@@ -524,8 +573,9 @@ Readers = Mapping[str, Callable[[Path], Any]]
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
-    """A run's ``metrics.json``: a JSON object, else an exception."""
-    row = json.loads(path.read_text())
+    """A run's ``metrics.json``: a JSON object, else an exception (a FIFO or a folder there
+    too: ``require_regular_file``, never a read that waits forever)."""
+    row = json.loads(require_regular_file(path).read_text())
     if not isinstance(row, dict) or not row:
         raise ValueError("not a JSON object of metrics")
     return row

@@ -484,14 +484,16 @@ def run_plan(
     executor: str = "local",
     ray_address: str | None = None,
     seed_stacks_on: bool = True,
+    force: bool = False,
 ) -> list[dict[str, Any]]:
     """Make the data, run every job (finished runs are skipped), gather the records.
 
     With ``seed_stacks_on``, the seeds of each (dataset, algorithm) are first trained
     together, one process per stack (``ramac.seed_parallel``); evaluation stays per run.
+    ``force``: write into a ``plan.out`` the toolkit did not make (``runs.check_out``).
     """
     runs.check_workers(workers)
-    runs.check_out(plan.out)
+    runs.check_out(plan.out, force)
     for spec in plan.data:
         prepare_data(spec)
     runs.check_data_of(plan.jobs)  # a trained run meets only the data it trained on
@@ -509,8 +511,8 @@ def gather_records(plan: Plan) -> None:
     finished = [job for job in plan.jobs if (job.run_dir / DONE).exists()]
     if not finished:
         raise UserError(f"{plan.out}: no finished runs to gather")
-    episodes = pd.concat([pd.read_csv(job.run_dir / EPISODES) for job in finished])
-    summary = pd.DataFrame([json.loads((job.run_dir / METRICS).read_text()) for job in finished])
+    episodes = pd.concat([read_table(job.run_dir / EPISODES) for job in finished])
+    summary = pd.DataFrame([runs.read_metrics(job.run_dir / METRICS) for job in finished])
     logs = pd.concat(
         _read_train_log(job.run_dir / TRAIN_LOG).assign(
             suite=SUITE, dataset=job.data.name, algo=job.algo, seed=job.seed

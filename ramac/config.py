@@ -80,11 +80,15 @@ def load_yaml_text(text: str, where: str | Path) -> Any:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Parse a YAML mapping; a missing or malformed file is a UserError naming it."""
+    from ramac.io import require_regular_file  # a FIFO named like a YAML file never hangs
+
     try:
-        with open(path) as f:
+        with open(require_regular_file(path)) as f:
             text = f.read()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: not a regular file") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not valid YAML (not UTF-8 text)") from None
     data = load_yaml_text(text, path)

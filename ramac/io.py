@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ramac.folders import check_inside
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -45,7 +47,7 @@ def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
     The parent folder is created if missing. On an exception the temporary file is removed
     and ``path`` is left exactly as it was.
     """
-    target = Path(path)
+    target = check_inside(path)
     with _naming(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -79,7 +81,8 @@ def _naming(target: Path) -> Iterator[None]:
         )
         if exc.errno is None or not (name is None or temporary):
             raise
-        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(target)) from exc
+        # os.strerror: h5py's own text for a full disk runs over lines and names the temporary
+        raise OSError(exc.errno, os.strerror(exc.errno), str(target)) from exc
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -123,10 +126,13 @@ def move_aside(
     """Move the unreadable record ``path`` into ``folder`` (default: ``corrupt/`` beside it),
     keeping its name (plus a timestamp when that name is taken there), and say so in one
     line on stderr (unless ``quiet``), ending with ``then`` (what happens next). Nothing is
-    deleted: the file stays there for a person to inspect. Returns where it went."""
-    source = Path(path)
-    aside = Path(folder) if folder is not None else source.parent / CORRUPT
-    aside.mkdir(parents=True, exist_ok=True)
+    deleted: the file stays there for a person to inspect. Returns where it went.
+
+    The record stays in its folder (``ramac.folders``): a ``corrupt`` that is not a real
+    folder there (a link elsewhere, a file) is passed over for a fresh ``corrupt-<n>/``, and
+    the warning names where the record went."""
+    source = check_inside(path)
+    aside = _aside_folder(Path(folder) if folder is not None else source.parent / CORRUPT)
     target = aside / source.name
     stamp = time.strftime("%Y%m%d-%H%M%S")
     n = 0
@@ -145,6 +151,20 @@ def move_aside(
     return target
 
 
+def _aside_folder(wanted: Path) -> Path:
+    """``wanted``, or the first of ``wanted-1``, ``wanted-2``... that is (or can be made) a
+    real folder, not a link, inside its marked root: where damaged records go."""
+    n = 0
+    while True:
+        aside = wanted if n == 0 else wanted.with_name(f"{wanted.name}-{n}")
+        n += 1
+        if aside.is_symlink() or (aside.exists() and not aside.is_dir()):
+            continue
+        aside.mkdir(parents=True, exist_ok=True)
+        if not aside.is_symlink() and aside.is_dir():  # made by us, or a real folder already
+            return check_inside(aside / "x").parent
+
+
 def problem_of(exc: BaseException) -> str:
     """``exc`` as a short phrase for a one-line warning (its type and first line)."""
     text = str(exc).strip().splitlines()
@@ -159,7 +179,7 @@ def read_table(path: str | os.PathLike, columns: tuple[str, ...] = ()) -> pd.Dat
     ``ValueError`` saying why: empty (a zero-byte file a full disk left), cut off (its last
     line unfinished: every table here is written whole, ending in a newline), unparsable,
     without rows or without a column it must have."""
-    path = Path(path)
+    path = require_regular_file(path)
     data = path.read_bytes()
     if not data.strip():
         raise ValueError("empty file")
@@ -180,7 +200,7 @@ def read_table(path: str | os.PathLike, columns: tuple[str, ...] = ()) -> pd.Dat
 def require_regular_file(path: str | os.PathLike) -> Path:
     """``path`` when it is a regular file; an ``OSError`` naming it otherwise (missing, a
     folder, a FIFO or a device: opening a FIFO where a record should be would wait forever)."""
-    path = Path(path)
+    path = check_inside(path, follow=True)
     mode = os.stat(path).st_mode  # FileNotFoundError when missing
     if not stat.S_ISREG(mode):
         raise IsADirectoryError(0, "not a regular file", str(path))

@@ -59,3 +59,24 @@ def die_with_parent(parent: int) -> None:
         return
     if os.getppid() != parent:  # the parent died before prctl: we were reparented
         os._exit(1)
+
+
+class Terminated(BaseException):
+    """SIGTERM (what ``kill`` and job schedulers send) raised where the process is, as Ctrl-C
+    raises KeyboardInterrupt: every block unwinds (locks released, temporary files removed)
+    and the command line ends with one line and exit code 128 + the signal (143)."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler: raise :class:`Terminated` (once: a second SIGTERM while the first
+    unwinds is ignored, so the clean-up finishes)."""
+    signal.signal(signum, signal.SIG_IGN)
+    raise Terminated(signum)

@@ -1330,7 +1330,252 @@ def build_cases() -> list[Case]:
 
 def trust_files_cases() -> list[Case]:
     """Issue 23: checkpoints, symlinks, folders the toolkit did not make, signals, ``all``."""
-    return []
+    c: list[Case] = []
+    cat = "unsafe"
+    marker = "PAYLOAD RAN|marker"  # a line that says the payload ran would be very wrong
+    c += [
+        record_case("trust-checkpoint-payload-evaluate", cat,
+                    "checkpoint.pt whose pickle would write a marker file; evaluate",
+                    "evaluate", "suite_trained", plant_payload(), expect=("error", "heal"),
+                    check=payload_idle(suite_complete), forbid=marker),
+        record_case("trust-checkpoint-payload-train", cat,
+                    "checkpoint.pt whose pickle would write a marker file; resumed train",
+                    "train", "suite_trained", plant_payload(), expect=("heal", "error"),
+                    check=payload_idle(trained), forbid=marker),
+        record_case("trust-checkpoint-payload-calibrate", cat,
+                    "checkpoint.pt (radac) whose pickle would write a marker file; calibrate",
+                    "calibrate", "suite_done", plant_payload("radac"),
+                    args=("--on", "suite", "--profile", "smoke", "--workers", "1"),
+                    expect=("error", "heal", "ok"), check=payload_idle(), forbid=marker),
+        record_case("trust-checkpoint-payload-bandit", cat,
+                    "a damaged bandit checkpoint whose pickle would write a marker file",
+                    "bandit", "bandit_done", plant_payload(unfinish=True),
+                    expect=("heal", "error"), check=payload_idle(bandit_complete),
+                    forbid=marker),
+        record_case("trust-link-corrupt-outside", cat,
+                    "a run's corrupt/ links to a folder outside --out; a record to heal",
+                    "bandit", "bandit_done", link_corrupt_outside, check=healed_inside),
+        record_case("trust-link-runs-outside", cat,
+                    "--out's runs/ links to a folder outside it; bandit writes its runs",
+                    "bandit", "bandit_done", link_runs_outside, expect=("error",),
+                    want=("runs", "symbolic link", "outside")),
+        record_case("trust-link-record-outside", cat,
+                    "a run's metrics.json links to a file outside --out",
+                    "bandit", "bandit_done", link_metrics_outside, check=secret_kept),
+        Case("trust-folder-not-ramac", cat,
+             "--out holds the user's own summary.csv and report.html (no marker)", "bandit",
+             prepare=users_folder, want=(r"/out\b", "--force")),
+    ]  # fmt: skip
+    cat = "silently accepted"
+    c += [
+        Case("trust-folder-not-ramac-force", cat, "the same folder with --force", "bandit",
+             ("--force",), prepare=users_folder, expect=("ok",), check=bandit_complete),
+        record_case("trust-folder-earlier-version", cat,
+                    "a results folder of an earlier version (no marker): adopted", "bandit",
+                    "bandit_done", lambda ctx: (ctx.out / ".ramac").unlink(),
+                    expect=("ok",), check=marked_and(bandit_complete)),
+        Case("trust-data-folder-not-ramac", cat,
+             "RAMAC_DATA_DIR is a folder of the user's own; data makes a dataset", "data",
+             ("--task", "hopper", "--kind", "medium", "--size", "200"), std=(),
+             env=(("RAMAC_DATA_DIR", "{T}/home"),), prepare=users_data_folder,
+             want=("home", "RAMAC_DATA_DIR")),
+        Case("trust-all-algos-steps", cat,
+             "all --algos bc --steps 4 --seeds 1: both halves train bc for 4 updates", "all",
+             ("--algos", "bc", "--steps", "4", "--seeds", "1"), std=("--profile", "smoke",
+             "--workers", "1"), fixtures=("data",), expect=("ok",), check=all_applied),
+        Case("trust-all-algos-one-half", cat,
+             "all --algos ravl (no bandit method): refused, not dropped", "all",
+             ("--algos", "ravl"), std=("--profile", "smoke", "--workers", "1"),
+             want="ravl.*bandit"),
+    ]  # fmt: skip
+    cat = "traceback"
+    for name, stage, fixture, check in (
+        ("checkpoint.pt", "train", "suite_trained", trained),
+        ("train_log.csv", "evaluate", "suite_trained", suite_complete),
+        ("metrics.json", "bandit", "bandit_done", bandit_complete),
+    ):
+        c.append(
+            record_case(f"trust-fifo-{name.replace('.', '-')}", cat,
+                        f"a FIFO named {name} in a run folder; {stage}", stage, fixture,
+                        fifo_in_run(name), expect=("heal", "error"), check=fifo_aside(check),
+                        want=re.escape(name))
+        )  # fmt: skip
+    c.append(
+        record_case("trust-fifo-summary", cat, "a FIFO named summary.csv; report", "report",
+                    "bandit_done", fifo_at("summary.csv"), expect=("error",),
+                    want=("summary.csv", "not a regular file"))
+    )  # fmt: skip
+    c.append(
+        Case("trust-data-full-disk", cat,
+             "data makes a dataset on a full disk (64 KiB tmpfs as RAMAC_DATA_DIR)", "data",
+             ("--task", "hopper", "--kind", "medium", "--size", "3000"), std=(),
+             env=(("RAMAC_DATA_DIR", "{T}/full"),), prepare=full_disk,
+             want=(r"hopper-medium-gen-n3000-s0\.hdf5", "No space"), forbid="file system")
+    )  # fmt: skip
+    # processes: covered by tests (pytest), not run here
+    for id, what, pattern in (
+        ("trust-sigterm-train", "SIGTERM a running train: one line, 143, no locks, resumes",
+         r"sigterm_ends_train"),
+        ("trust-worker-sigkill", "a pool worker killed as by the OOM killer",
+         r"worker_killed_as_by_the_oom"),
+        ("trust-two-bandit-steps", "two bandit commands on one --out, different --steps",
+         r"second_command_waits"),
+    ):  # fmt: skip
+        c.append(Case(id, "process", what, covered=pattern))
+    return c
+
+
+# -- issue 23 (files): set-up steps and checks of trust_files_cases
+
+
+class Payload:
+    """Unpickles as ``open(marker, "w")``: the marker file is emptied when the pickle runs."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+MARKER_TEXT = "the payload never ran\n"
+
+
+def plant_payload(algo: str = "bc", unfinish: bool = False) -> Callable[[Ctx], None]:
+    """Replace a run's ``checkpoint.pt`` with a checkpoint-shaped pickle whose agent is the
+    payload; ``$T/marker`` holds MARKER_TEXT, which the payload would empty."""
+
+    def then(ctx: Ctx) -> None:
+        import io
+
+        import torch
+
+        marker = ctx.dir / "marker"
+        marker.write_text(MARKER_TEXT)
+        run = first_run(ctx.out, algo)
+        if unfinish:
+            for name in ("done", "metrics.json", "actions.npz", "episodes.csv"):
+                (run / name).unlink(missing_ok=True)
+        buffer = io.BytesIO()
+        state = {"step": 10**6, "log": [], "agent": Payload(str(marker)), "weights": {}}
+        torch.save(state, buffer)
+        (run / "checkpoint.pt").write_bytes(buffer.getvalue())
+        ctx.damaged.append((str((run / "checkpoint.pt").relative_to(ctx.dir)),
+                            sha256(buffer.getvalue())))  # fmt: skip
+
+    return then
+
+
+def payload_idle(then: Callable[[Ctx], str | None] | None = None) -> Callable[[Ctx], str | None]:
+    """A check: the marker untouched (the payload never ran), then ``then``."""
+
+    def check(ctx: Ctx) -> str | None:
+        if (ctx.dir / "marker").read_text() != MARKER_TEXT:
+            return "THE PAYLOAD RAN (the marker file was written)"
+        return then(ctx) if then is not None else None
+
+    return check
+
+
+def link_corrupt_outside(ctx: Ctx) -> None:
+    """The bc run's ``corrupt`` links to ``$T/outside``; its metrics.json is emptied."""
+    (ctx.dir / "outside").mkdir()
+    run = first_run(ctx.out)
+    (run / "corrupt").symlink_to(ctx.dir / "outside")
+    (run / "metrics.json").write_bytes(b"")
+
+
+def healed_inside(ctx: Ctx) -> str | None:
+    if list((ctx.dir / "outside").iterdir()):
+        return "a record was moved out of --out"
+    if not list(first_run(ctx.out).glob("corrupt-*/metrics.json")):
+        return "the damaged metrics.json is not kept in the run folder"
+    return bandit_complete(ctx)
+
+
+def link_runs_outside(ctx: Ctx) -> None:
+    """``--out``'s ``runs/`` replaced by a link to an empty ``$T/outside``."""
+    (ctx.dir / "outside").mkdir()
+    shutil.rmtree(ctx.out / "runs")
+    (ctx.out / "runs").symlink_to(ctx.dir / "outside")
+
+
+def link_metrics_outside(ctx: Ctx) -> None:
+    """The bc run's ``metrics.json`` replaced by a link to ``$T/secret.json``."""
+    (ctx.dir / "secret.json").write_text('{"secret": 1}\n')
+    run = first_run(ctx.out)
+    (run / "metrics.json").unlink()
+    (run / "metrics.json").symlink_to(ctx.dir / "secret.json")
+
+
+def secret_kept(ctx: Ctx) -> str | None:
+    if (ctx.dir / "secret.json").read_text() != '{"secret": 1}\n':
+        return "the file outside --out was changed"
+    return bandit_complete(ctx)
+
+
+def users_folder(ctx: Ctx) -> None:
+    ctx.out.mkdir()
+    (ctx.out / "summary.csv").write_text("my,own\n1,2\n")
+    (ctx.out / "report.html").write_text("<p>my own report</p>\n")
+
+
+def users_data_folder(ctx: Ctx) -> None:
+    (ctx.dir / "home").mkdir()
+    (ctx.dir / "home" / "thesis.tex").write_text("\\documentclass{article}\n")
+
+
+def marked_and(then: Callable[[Ctx], str | None]) -> Callable[[Ctx], str | None]:
+    def check(ctx: Ctx) -> str | None:
+        return None if (ctx.out / ".ramac").is_file() else "no .ramac marker written"
+
+    return lambda ctx: check(ctx) or then(ctx)
+
+
+def all_applied(ctx: Ctx) -> str | None:
+    """Both halves ran bc only, with 4 updates per run and one seed."""
+    import pandas as pd
+
+    for half in ("bandit", "suite"):
+        path = ctx.out / half / "summary.csv"
+        if not path.is_file():
+            return f"no {half}/summary.csv"
+        table = pd.read_csv(path)
+        if set(table["algo"]) != {"bc"} or set(table["train_steps"]) != {4}:
+            return f"{half}: algos {sorted(set(table['algo']))}, steps {set(table['train_steps'])}"
+        if len(table) != 1:
+            return f"{half}: {len(table)} runs for one seed"
+    return None
+
+
+def fifo_in_run(name: str, algo: str = "bc") -> Callable[[Ctx], None]:
+    """The run's ``name`` replaced by a FIFO (a read would wait forever)."""
+
+    def then(ctx: Ctx) -> None:
+        path = first_run(ctx.out, algo) / name
+        path.unlink(missing_ok=True)
+        os.mkfifo(path)
+
+    return then
+
+
+def fifo_at(name: str) -> Callable[[Ctx], None]:
+    def then(ctx: Ctx) -> None:
+        (ctx.out / name).unlink(missing_ok=True)
+        os.mkfifo(ctx.out / name)
+
+    return then
+
+
+def fifo_aside(then: Callable[[Ctx], str | None]) -> Callable[[Ctx], str | None]:
+    """A check: the FIFO kept under a ``corrupt/`` folder, then ``then``."""
+
+    def check(ctx: Ctx) -> str | None:
+        if not any(p.is_fifo() for p in ctx.out.glob("runs/**/corrupt*/*")):
+            return "the FIFO is not kept under corrupt/"
+        return then(ctx)
+
+    return check
 
 
 def trust_data_cases() -> list[Case]:

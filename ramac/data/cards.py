@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ramac.envs.hazards import load_spec_set, risk_mask
+from ramac.io import atomic_write_text
 
 CARD_SPEC_SETS = ("ramac-v2", "ramac-v2-generated")
 
@@ -137,12 +138,8 @@ def dataset_card(raw: dict[str, np.ndarray], task: str, **info: Any) -> dict[str
 
 
 def write_card(card: dict[str, Any], data_path: Path) -> Path:
-    """Write the card as JSON next to ``data_path`` (temp name, then rename)."""
-    path = card_path(data_path)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
-    return path
+    """Write the card as JSON next to ``data_path`` (``ramac.io.atomic_write_text``)."""
+    return atomic_write_text(card_path(data_path), json.dumps(card, indent=2) + "\n")
 
 
 def format_card(card: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -63,7 +64,8 @@ from ramac.data.d4rl import (
 from ramac.data.dataset import OfflineDataset, Provenance, check_dataset
 from ramac.envs.hazards import load_hazard
 from ramac.errors import UserError, brief
-from ramac.io import move_aside
+from ramac.folders import claim
+from ramac.io import atomic_target, move_aside
 
 Kind = Literal["medium", "medium-replay", "expert", "medium-expert"]
 KINDS: tuple[str, ...] = ("medium", "medium-replay", "expert", "medium-expert")
@@ -84,6 +86,22 @@ def default_data_dir() -> Path:
     """Where generated datasets live: ``$RAMAC_DATA_DIR/generated`` or ``<repo>/data/generated``
     (set but empty is an error: ``ramac.config.env_folder``)."""
     return env_folder("RAMAC_DATA_DIR", ROOT / "data") / "generated"
+
+
+DATA_FOLDERS = ("generated", "models")  # what the toolkit keeps in the data folder
+
+
+def claim_data_folder() -> Path:
+    """The data folder (``$RAMAC_DATA_DIR`` or ``<repo>/data``), the toolkit's to write into
+    (``ramac.folders.claim``): new, empty or marked; one holding only the toolkit's own
+    folders (``generated/``, ``models/``: made by an earlier version) is adopted; one holding
+    anything else is refused in one line, for it may be a folder of the user's own."""
+
+    def ours(folder: Path) -> bool:
+        return all(e.name in DATA_FOLDERS or e.name.startswith(".") for e in os.scandir(folder))
+
+    how = "set RAMAC_DATA_DIR to a folder of its own"
+    return claim(default_data_dir().parent, adopt=ours, how=how)
 
 
 # ----------------------------------------------------------------------------- snapshots
@@ -278,6 +296,8 @@ def generate_dataset(
     if size < 2:
         raise UserError(f"generate_dataset: size must be at least 2, got {size}")
     out_path = default_path(task, kind, size, seed) if out_path is None else Path(out_path)
+    if out_path.parent == default_data_dir():
+        claim_data_folder()
     segments = plan_segments(kind, list_snapshots(task, policy_dir), size)
     envs = [
         gym.make(ENV_IDS[task], max_episode_steps=max_episode_steps, disable_env_checker=True)
@@ -353,15 +373,14 @@ def _metadata(
 
 
 def _write_hdf5(path: Path, parts: list, meta: dict[str, Any]) -> None:
-    """Concatenate the lanes of every segment in order and write them (temp name, rename)."""
+    """Concatenate the lanes of every segment in order and write them (``atomic_target``: a
+    full disk leaves no temporary file behind, and its error names ``path``)."""
     lanes = [(index, buf) for index, buffers in parts for buf in buffers]
 
     def cat(attr: str) -> np.ndarray:
         return np.concatenate([getattr(buf, attr)[: buf.n] for _, buf in lanes])
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_target(path) as tmp, h5py.File(tmp, "w") as f:
         for key in ("observations", "actions", "rewards", "terminals", "timeouts"):
             f.create_dataset(key, data=cat({"observations": "obs"}.get(key, key)))
         f.create_dataset("next_observations", data=cat("next_obs"))
@@ -372,7 +391,6 @@ def _write_hdf5(path: Path, parts: list, meta: dict[str, Any]) -> None:
         f.create_dataset("metadata/json", data=json.dumps(meta))
         for key in ("generator", "task", "kind", "env_id", "seed", "size"):
             f.create_dataset(f"metadata/{key}", data=meta[key])
-    tmp.replace(path)
 
 
 META_KEYS = ("generator", "task", "kind", "env_id", "seed", "size", "segments")

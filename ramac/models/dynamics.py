@@ -59,8 +59,9 @@ from torch import Tensor, nn
 
 from ramac import progress
 from ramac.data.dataset import OfflineDataset
-from ramac.data.generate import default_data_dir
+from ramac.data.generate import claim_data_folder, default_data_dir
 from ramac.errors import UserError
+from ramac.folders import check_inside
 from ramac.io import (
     atomic_write_bytes,
     atomic_write_text,
@@ -583,6 +584,9 @@ def ensure_dynamics(
     record is ``model.record``."""
     c = (config or DynamicsConfig()).validated()
     path = cache_path(dataset, seed, c, cache_dir)
+    if cache_dir is None:
+        claim_data_folder()
+    check_inside(path.with_suffix(".lock"))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
