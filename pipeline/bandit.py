@@ -85,6 +85,8 @@ class BanditJob(Job):
             log_every=max(1, self.steps // 50),
             progress=False,
             schedule_scale=self.schedule_scale,
+            device=self.device,
+            compile=self.compile,
         )
 
     def dataset(self) -> OfflineDataset:
@@ -99,7 +101,7 @@ def run_job(job: BanditJob) -> dict[str, Any]:
 
     def train_and_evaluate() -> dict[str, Any]:
         dataset = job.dataset()
-        return evaluate_run(job, runs.train_run(job, dataset), dataset)
+        return job.metrics(evaluate_run(job, runs.train_run(job, dataset), dataset))
 
     return run_once(job.run_dir, train_and_evaluate, records={ACTIONS: read_actions})
 
@@ -112,9 +114,12 @@ def make_jobs(
     algos: list[str] | None,
     steps: int | None = None,
     overrides: dict[str, Any] | None = None,
+    device: str = "cpu",
+    compile: bool = False,
 ) -> list[BanditJob]:
     """The job list of a profile: every algorithm x seed (``steps`` overrides the budget;
-    ``overrides``, settings on top of the profile's: the frontier's eta)."""
+    ``overrides``, settings on top of the profile's: the frontier's eta; ``device`` and
+    ``compile``: where and how they run, not hashed)."""
     budget = runs.plan_budget(suite, profile, SUITE_FILE, steps, seeds)
     budget = runs.with_overrides(budget, overrides)
     settings = suite.eval
@@ -131,6 +136,8 @@ def make_jobs(
         keyed_by=keyed_by | {"data_seed": suite.data_seed},
         spec=suite.bandit,
         data_seed=suite.data_seed,
+        device=device,
+        compile=compile,
     )
 
 
@@ -145,19 +152,24 @@ def run_bandit(
     ray_address: str | None = None,
     seed_stacks_on: bool = True,
     overrides: dict[str, Any] | None = None,
+    device: str = "cpu",
+    compile: bool = False,
+    gpus_per_run: float = 0.0,
 ) -> pd.DataFrame:
     """Run (or finish) every bandit job, then write the summary, leaderboards and figure.
 
     With ``seed_stacks_on`` the seeds of each method first train together as one seed stack.
     ``overrides``: settings on top of the profile's, for every algorithm that has them.
+    ``device`` (resolved), ``compile`` and ``gpus_per_run``: where and how the runs run.
     """
     out = out or default_out(profile)
     suite = BanditSuite.read(SUITE_FILE)
-    jobs = make_jobs(suite, profile, seeds, out, algos, steps, overrides)
+    jobs = make_jobs(suite, profile, seeds, out, algos, steps, overrides, device, compile)
     runs.check_workers(workers)
     runs.check_out(out)
     start = time.perf_counter()
-    rows = runs.execute(run_job, jobs, SUITE, workers, executor, ray_address, seed_stacks_on)
+    where = (executor, ray_address, seed_stacks_on, gpus_per_run)
+    rows = runs.execute(run_job, jobs, SUITE, workers, *where)
     summary = pd.DataFrame(rows)
     atomic_to_csv(summary, out / "summary.csv")
     write_bandit_outputs(out, summary, suite, [j.algo for j in jobs])

@@ -28,7 +28,7 @@ import yaml
 
 from pipeline import runs
 from ramac.agents import make_config
-from ramac.config import build
+from ramac.config import RETIRED, build
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv
 from ramac.nets.iqn import IQNEnsemble
@@ -78,8 +78,11 @@ def _store(run_dir: Path, points: pd.DataFrame, curve: pd.DataFrame) -> None:
 # ------------------------------------------------------------------------------ the bandit
 
 
-def bandit_run_calibration(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """A finished bandit run's critic against the closed form, or None (no IQN critic)."""
+def bandit_run_calibration(
+    run_dir: Path, device: str = "cpu"
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """A finished bandit run's critic against the closed form, or None (no IQN critic);
+    the critic runs on ``device``."""
     from eval.calibration import bandit_critic_calibration
     from ramac.envs.bandit import BanditSpec, make_dataset
     from ramac.train import CHECKPOINT, build_agent, read_checkpoint
@@ -88,7 +91,9 @@ def bandit_run_calibration(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame] |
     extra = config["dataset"]["extra"]  # the bandit's provenance: its geometry and data seed
     spec = build(BanditSpec, extra["spec"], f"{run_dir}/config.yaml")
     dataset, _ = make_dataset(spec, extra["seed"])
-    agent = build_agent(config["algo"], dataset, config["seed"], config["algo_config"])
+    # a record written before a setting was retired (ramac.config.RETIRED) still holds it
+    overrides = {k: v for k, v in config["algo_config"].items() if k not in RETIRED}
+    agent = build_agent(config["algo"], dataset, config["seed"], overrides, device=device)
     if not has_iqn_critic(agent):
         return None
     state = read_checkpoint(run_dir / CHECKPOINT, then="run 'bandit' again to retrain the run")
@@ -98,15 +103,16 @@ def bandit_run_calibration(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame] |
     return bandit_critic_calibration(agent.critic, spec)
 
 
-def calibrate_bandit(root: Path) -> Path:
-    """Calibrate every finished IQN run of the bandit folder ``root``; returns the table."""
+def calibrate_bandit(root: Path, device: str = "cpu") -> Path:
+    """Calibrate every finished IQN run of the bandit folder ``root`` on ``device``;
+    returns the table."""
     from pipeline.bandit import read_summary
 
     summary = read_summary(root / "summary.csv")
     records = []
     for row in summary[summary["algo"].map(_may_be_iqn)].itertuples():
         run_dir = root / "runs" / str(row.algo) / str(row.run)
-        found = _cached(run_dir) or bandit_run_calibration(run_dir)
+        found = _cached(run_dir) or bandit_run_calibration(run_dir, device)
         if found is None:
             continue
         _store(run_dir, *found)
