@@ -30,7 +30,14 @@ from eval.settings import names, number, typed, whole
 from pipeline import locks
 from pipeline.executors import run_jobs
 from ramac.agents import AGENTS, make_config  # the package: every algorithm registered
-from ramac.config import PAPER_STEPS, ROOT, algo_hash_values, config_hash, read_yaml
+from ramac.config import (
+    PAPER_STEPS,
+    ROOT,
+    algo_hash_values,
+    config_hash,
+    read_yaml,
+    refuse_retired,
+)
 from ramac.data.dataset import OfflineDataset
 from ramac.errors import UserError
 from ramac.io import CORRUPT, atomic_write_text, move_aside, problem_of
@@ -83,6 +90,7 @@ class Profile:
         overrides = self.overrides or {}
         if not isinstance(overrides, dict):
             raise UserError(f"{where}: overrides must map config keys to values")
+        refuse_retired(f"{where}: overrides", overrides)  # device: --device, before any work
         known = {f.name for entry in AGENTS.values() for f in dataclasses.fields(entry.config_cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
