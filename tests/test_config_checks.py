@@ -181,7 +181,6 @@ def test_a_config_built_directly_is_checked_by_the_agent():
         RADAC(3, 2, 1.0, RADACConfig(lr_actor=-1.0))
 
 
-
 @pytest.mark.parametrize("value", ["cuda", "cpu", "gpu7"])
 def test_a_device_in_a_config_is_refused_in_one_line(value, monkeypatch, tmp_path):
     """The device is chosen with --device only: an override or a YAML file that sets it

@@ -139,3 +139,32 @@ def test_no_agent_update_reads_a_tensor(name, guard):
     guard.on = False
     assert guard.reads == []
     assert all(isinstance(v, float) for v in agent.logged().values())
+
+
+def test_the_sampler_knows_which_batches_bootstrap():
+    """What the sampler says of a batch, from its host indices, is what the batch holds."""
+    dataset = tiny_dataset(n=4)
+    dataset = dataset.replace(terminals=dataset.terminals | [True, True, True, False])
+    sampler = BatchSampler(dataset, batch_size=2, seed=0)
+    seen = set()
+    for _ in range(40):
+        batch = sampler.sample()
+        assert sampler.all_terminal == (not bool(batch.not_done.any()))
+        seen.add(sampler.all_terminal)
+    assert seen == {True, False}
+
+
+def test_a_seed_stack_holds_the_data_once(tmp_path, monkeypatch):
+    samplers = []
+
+    class Recorded(BatchSampler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            samplers.append(self)
+
+    monkeypatch.setattr(ramac.train, "BatchSampler", Recorded)
+    settings = [TrainSettings(steps=2, seed=s, progress=False) for s in (0, 1, 2)]
+    dirs = [tmp_path / str(s) for s in range(3)]
+    train_seeds("radac", tiny_dataset(), dirs, settings, RADAC_TINY)
+    assert len(samplers) == 3
+    assert len({s.obs.data_ptr() for s in samplers}) == 1
