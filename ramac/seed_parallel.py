@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from ramac.agents.base import Agent, Phase, compile_fn, optimizer_params
+from ramac.agents.base import Agent, Phase, compile_fn, optimizer_params, phase_key
 from ramac.agents.common import grad_step, seed_batched
 from ramac.data.dataset import Batch
 
@@ -68,7 +68,7 @@ class SeedStack:
             name: torch.tensor([float(a.carry[name]) for a in agents], dtype=torch.float64)
             for name in agents[0].carry
         }
-        self.compiled: dict[tuple[int, str], Any] | None = None
+        self.compiled: dict[tuple, Any] | None = None
         stacked = self._stack_parameters(agents)
         for name, optimizer in self.agent.optims.items():
             self.agent.optims[name] = _stacked_optimizer(
@@ -109,10 +109,10 @@ class SeedStack:
         logs: dict[str, Tensor] = {}
         if all_terminal is None:
             all_terminal = not bool(batch.not_done.any())
-        for position, phase in enumerate(agent.phases()):
+        for phase in agent.phases():
             optimizer = agent.optims[phase.optimizer]
             params = optimizer_params(optimizer)
-            losses, values = self._seed_losses(position, phase, batch, params, all_terminal)
+            losses, values = self._seed_losses(phase, batch, params, all_terminal)
             members = self.n_seeds * max(phase.per_member, 1)  # clip each seed on its own
             per_member = members if phase.grad_norm > 0 else 0
             grad_step(optimizer, losses.sum(), params, phase.grad_norm, per_member)
@@ -136,7 +136,6 @@ class SeedStack:
 
     def _seed_losses(
         self,
-        position: int,
         phase: Phase,
         batch: Batch,
         trained: list[Tensor],
@@ -152,19 +151,20 @@ class SeedStack:
             for name, p in self.losses.named_parameters()
         }
         with seed_batched(all_terminal):
-            return self._vmapped(position, phase)(params, batch)
+            return self._vmapped(phase)(params, batch)
 
-    def _vmapped(self, position: int, phase: Phase):
+    def _vmapped(self, phase: Phase):
         """The phase's loss vmapped over seeds (compiled after :meth:`compile_losses`)."""
-        if self.compiled is not None and (position, phase.optimizer) in self.compiled:
-            return self.compiled[position, phase.optimizer]
+        key = phase_key(phase)
+        if self.compiled is not None and key in self.compiled:
+            return self.compiled[key]
 
         def one_seed(params: dict[str, Tensor], batch: Batch):
             return functional_call(self.losses, params, (phase.loss, batch))
 
         fn = vmap(one_seed, randomness="different")
         if self.compiled is not None:
-            fn = self.compiled[position, phase.optimizer] = compile_fn(fn, self.agent.device)
+            fn = self.compiled[key] = compile_fn(fn, self.agent.device)
         return fn
 
     def agent_state(self, k: int) -> dict[str, Any]:

@@ -42,6 +42,12 @@ class Phase(NamedTuple):
     per_member: int = 0
 
 
+def phase_key(phase: Phase) -> tuple:
+    """What identifies a phase's loss across updates (``phases()`` builds new ones each
+    step): its optimiser and loss function, for the compiled losses' cache."""
+    return phase.optimizer, getattr(phase.loss, "__func__", phase.loss)
+
+
 def optimizer_params(optimizer: torch.optim.Optimizer) -> list[Tensor]:
     """Every parameter an optimiser steps, in its order."""
     return [p for group in optimizer.param_groups for p in group["params"]]
@@ -69,8 +75,8 @@ class Agent:
         # Log values (0-d tensors, or floats) of the last step that computed each: values
         # computed only every few steps repeat in between. Read back only by ``logged``.
         self.carry: dict[str, Tensor | float] = {}
-        # torch.compile'd phase losses (``compile_losses``), by phase position and optimiser
-        self.compiled: dict[tuple[int, str], Callable] | None = None
+        # torch.compile'd phase losses (``compile_losses``), by :func:`phase_key`
+        self.compiled: dict[tuple, Callable] | None = None
 
     # -- to implement -------------------------------------------------------------------
     def phases(self) -> list[Phase]:
@@ -116,8 +122,8 @@ class Agent:
         self.schedule_learning_rates()
         logs: dict[str, Tensor] = {}
         with bootstrap_known(all_terminal):
-            for position, phase in enumerate(self.phases()):
-                loss, values = self.phase_loss(position, phase)(b)
+            for phase in self.phases():
+                loss, values = self.phase_loss(phase)(b)
                 optimizer = self.optims[phase.optimizer]
                 params = optimizer_params(optimizer)
                 grad_step(optimizer, loss, params, phase.grad_norm, phase.per_member)
@@ -137,11 +143,11 @@ class Agent:
         (inductor's ``fallback_random``), so compiling changes rounding, not the noise."""
         self.compiled = {}
 
-    def phase_loss(self, position: int, phase: Phase) -> Callable:
+    def phase_loss(self, phase: Phase) -> Callable:
         """``phase.loss``, compiled when :meth:`compile_losses` was called."""
         if self.compiled is None:
             return phase.loss
-        key = (position, phase.optimizer)
+        key = phase_key(phase)
         if key not in self.compiled:
             self.compiled[key] = compile_fn(phase.loss, self.device)
         return self.compiled[key]
