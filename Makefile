@@ -1,5 +1,9 @@
-# User entry points. Every target creates .venv when missing: torch==2.13.0 first (the CPU
-# build; any other spec pulls gigabytes of CUDA packages), then the package with its dev extras.
+# User entry points. Every target creates .venv when missing: torch first, then the package
+# with its dev extras. TORCH (default torch==2.13.0) comes from pip's configured index, or
+# from TORCH_INDEX when set (pip --index-url): the CPU build here (this machine's index holds
+# it); on a GPU machine, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cu128 for the
+# CUDA 12.8 build of the same torch (or .../whl/cpu for the CPU build anywhere). Then
+# DEVICE=cuda (or the default, auto) trains on the GPU.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,6 +11,11 @@ STAMP := $(VENV)/.installed
 PROFILE ?= quick
 SEEDS ?=
 DATA ?= generated
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+DEVICE ?=
+# --device for the stages that train, evaluate or calibrate, only when DEVICE is set
+DEVICE_OPT = $(if $(DEVICE),--device $(DEVICE))
 
 .PHONY: help install test test-fast lint format bandit data reproduce tables figures frontier calibrate bench clean browser
 
@@ -16,11 +25,11 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install everything
+install: $(STAMP)  ## create .venv and install everything (TORCH=torch==2.13.0 from pip's index: the CPU build here; TORCH_INDEX=https://download.pytorch.org/whl/cu128 for a CUDA build)
 
 test: $(STAMP)  ## run the whole test suite (slow end-to-end checks included)
 	$(PY) -m pytest -q
@@ -36,14 +45,14 @@ format: $(STAMP)  ## apply ruff's formatting and fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bandit: $(STAMP)  ## the 2-D risky bandit: every method x the profile's seeds (SEEDS=N to change), PROFILE=quick by default; see the README's bandit section for its time
-	$(PY) reproduce.py bandit --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS))
+bandit: $(STAMP)  ## the 2-D risky bandit: every method x the profile's seeds (SEEDS=N to change), PROFILE=quick by default (DEVICE=cpu|cuda|cuda:N to choose the device; default auto); see the README's bandit section for its time
+	$(PY) reproduce.py bandit --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS)) $(DEVICE_OPT)
 
 data: $(STAMP)  ## generate the Stochastic-D4RL datasets from the shipped behaviour policies
 	$(PY) reproduce.py data --profile $(PROFILE)
 
-reproduce: $(STAMP)  ## the main job: the bandit, then Stochastic-D4RL (PROFILE=quick|paper, DATA=generated|d4rl)
-	$(PY) reproduce.py all --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS)) --data $(DATA)
+reproduce: $(STAMP)  ## the main job: the bandit, then Stochastic-D4RL (PROFILE=quick|paper, DATA=generated|d4rl, DEVICE=auto|cpu|cuda|cuda:N)
+	$(PY) reproduce.py all --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS)) --data $(DATA) $(DEVICE_OPT)
 
 tables: $(STAMP)  ## regenerate every table from the records, without training
 	$(PY) reproduce.py report --profile $(PROFILE)
@@ -52,12 +61,12 @@ figures: $(STAMP)  ## regenerate every figure from the records, without training
 	$(PY) reproduce.py figures --profile $(PROFILE)
 
 frontier: $(STAMP)  ## the risk-return frontier: RADAC and RAFMAC at every eta of the suite files' frontier: blocks, bandit then Stochastic-D4RL (PROFILE=quick)
-	$(PY) reproduce.py frontier --profile $(PROFILE)
-	$(PY) reproduce.py frontier --on suite --profile $(PROFILE) --data $(DATA)
+	$(PY) reproduce.py frontier --profile $(PROFILE) $(DEVICE_OPT)
+	$(PY) reproduce.py frontier --on suite --profile $(PROFILE) --data $(DATA) $(DEVICE_OPT)
 
 calibrate: $(STAMP)  ## does the critic know the tail? every trained IQN critic of the profile's bandit and suite results against the true returns
-	$(PY) reproduce.py calibrate --profile $(PROFILE)
-	$(PY) reproduce.py calibrate --on suite --profile $(PROFILE) --data $(DATA)
+	$(PY) reproduce.py calibrate --profile $(PROFILE) $(DEVICE_OPT)
+	$(PY) reproduce.py calibrate --on suite --profile $(PROFILE) --data $(DATA) $(DEVICE_OPT)
 
 # Headless Chromium for tests/reports/test_browser.py (skipped without it). Only where the
 # system allows: apt-get as root (or password-less sudo); anywhere else it says so and stops.

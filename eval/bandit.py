@@ -95,7 +95,7 @@ def evaluate_run(run: TrainedBanditRun, agent: Any, dataset: OfflineDataset) -> 
     ]
     eval_seed = run.seed + EVAL_SEED_OFFSET
     obs = torch.zeros(settings.n_actions, dataset.obs_dim)
-    actions = agent.act(obs, generator=torch.Generator().manual_seed(eval_seed)).cpu().numpy()
+    actions = agent.act(obs, generator=agent.generator(eval_seed)).cpu().numpy()
     detector = OODDetector().fit(dataset.actions, seed=run.data_seed)
     metrics, rewards = evaluate_actions(
         actions,

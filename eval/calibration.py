@@ -383,8 +383,8 @@ def calibrate_agent(
     discount weight of the truncated tail.
     """
     gamma = float(agent.config.gamma if gamma is None else gamma)
-    rollout_gen = torch.Generator().manual_seed(int(seed))
-    critic_gen = torch.Generator().manual_seed(int(seed) + 1)
+    rollout_gen = agent.generator(int(seed))
+    critic_gen = agent.generator(int(seed) + 1)
 
     def policy(obs: np.ndarray) -> np.ndarray:
         return agent.act(obs, rollout_gen).cpu().numpy()

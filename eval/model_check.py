@@ -96,7 +96,7 @@ def model_check(
     RAVL): model and simulator from the same ``n_states`` dataset states, ``steps_k`` steps
     of the evaluated (deterministic) policy each."""
     model = agent.dynamics_for(dataset).to("cpu")
-    generator = torch.Generator().manual_seed(CHECK_SEED + seed)
+    generator = agent.generator(CHECK_SEED + seed)
 
     def policy(obs: np.ndarray) -> np.ndarray:
         return agent.act(obs, generator).cpu().numpy()

@@ -24,7 +24,6 @@ from typing import Any, Protocol, Self
 
 import numpy as np
 import pandas as pd
-import torch
 
 from eval.metrics import summarise_seeds
 from eval.model_check import model_check
@@ -158,6 +157,7 @@ class TrainedRun(Protocol):
     schedule_scale: float
     keep_snapshots: bool
     eval_settings: EvalSettings
+    device: str  # where its agent is evaluated (ramac.device), whatever it was trained on
 
 
 def horizon_steps(horizon: str | int, task: str) -> int:
@@ -217,7 +217,7 @@ def rollout_agent(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The run's evaluation episodes in ``env_id`` and every (state, action) pair visited."""
     seeds = episode_seeds(run.seed, run.eval_settings.episodes)
-    generator = torch.Generator().manual_seed(EVAL_SEED_BASE + run.seed)
+    generator = agent.generator(EVAL_SEED_BASE + run.seed)
     pairs: list[np.ndarray] = []
 
     def policy(obs: np.ndarray) -> np.ndarray:
@@ -242,14 +242,16 @@ def trained_agent(run: TrainedRun, dataset: OfflineDataset) -> tuple[Any, int]:
         raise UserError(
             f"{run.run_dir}: not trained to {run.steps} steps ({found}); run 'train' first"
         )
-    return load_trained(run.algo, dataset, run.run_dir, run.overrides, run.schedule_scale)
+    return load_trained(
+        run.algo, dataset, run.run_dir, run.overrides, run.schedule_scale, run.device
+    )
 
 
 def agent_at(run: TrainedRun, dataset: OfflineDataset, step: int) -> Any:
     """The run's agent at checkpoint ``step``: the final one, or a kept snapshot."""
     agent, final_step = trained_agent(run, dataset)
     if step != final_step:
-        agent.load_state_dict(load_torch_file(snapshot_path(run.run_dir, step)))
+        agent.load_state_dict(load_torch_file(snapshot_path(run.run_dir, step), "cpu"))
     return agent
 
 
@@ -266,7 +268,7 @@ def _rollouts(
     if run.keep_snapshots:
         for path in sorted((run.run_dir / SNAPSHOT_DIR).glob("step*.pt")):
             if int(path.stem[4:]) != final_step:
-                agent.load_state_dict(load_torch_file(path))
+                agent.load_state_dict(load_torch_file(path, "cpu"))
                 step = int(path.stem[4:])
                 rollouts.append((step, *rollout_agent(agent, run, horizon, env_id)))
     return sorted(rollouts, key=lambda rollout: rollout[0])

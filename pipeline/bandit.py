@@ -85,6 +85,8 @@ class BanditJob(Job):
             log_every=max(1, self.steps // 50),
             progress=False,
             schedule_scale=self.schedule_scale,
+            device=self.device,
+            compile=self.compile,
         )
 
     def dataset(self) -> OfflineDataset:
@@ -99,7 +101,7 @@ def run_job(job: BanditJob) -> dict[str, Any]:
 
     def train_and_evaluate() -> dict[str, Any]:
         dataset = job.dataset()
-        return evaluate_run(job, runs.train_run(job, dataset), dataset)
+        return job.metrics(evaluate_run(job, runs.train_run(job, dataset), dataset))
 
     return run_once(job.run_dir, train_and_evaluate, records={ACTIONS: read_actions})
 
@@ -113,10 +115,12 @@ def make_jobs(
     steps: int | None = None,
     overrides: dict[str, Any] | None = None,
     force: bool = False,
+    device: str = "cpu",
+    compile: bool = False,
 ) -> list[BanditJob]:
     """The job list of a profile: every algorithm x seed (``steps`` overrides the budget;
     ``overrides``, settings on top of the profile's: the frontier's eta; ``force``:
-    ``runs.plan_budget``'s)."""
+    ``runs.plan_budget``'s; ``device`` and ``compile``: where and how they run, not hashed)."""
     budget = runs.plan_budget(suite, profile, SUITE_FILE, steps, seeds, force)
     budget = runs.with_overrides(budget, overrides)
     settings = suite.eval
@@ -133,6 +137,8 @@ def make_jobs(
         keyed_by=keyed_by | {"data_seed": suite.data_seed},
         spec=suite.bandit,
         data_seed=suite.data_seed,
+        device=device,
+        compile=compile,
     )
 
 
@@ -148,20 +154,25 @@ def run_bandit(
     seed_stacks_on: bool = True,
     overrides: dict[str, Any] | None = None,
     force: bool = False,
+    device: str = "cpu",
+    compile: bool = False,
+    gpus_per_run: float = 0.0,
 ) -> pd.DataFrame:
     """Run (or finish) every bandit job, then write the summary, leaderboards and figure.
 
     With ``seed_stacks_on`` the seeds of each method first train together as one seed stack.
     ``overrides``: settings on top of the profile's, for every algorithm that has them.
     ``force``: write into an ``out`` the toolkit did not make (``runs.check_out``).
+    ``device`` (resolved), ``compile`` and ``gpus_per_run``: where and how the runs run.
     """
     out = out or default_out(profile)
     suite = BanditSuite.read(SUITE_FILE)
-    jobs = make_jobs(suite, profile, seeds, out, algos, steps, overrides, force)
+    jobs = make_jobs(suite, profile, seeds, out, algos, steps, overrides, force, device, compile)
     runs.check_workers(workers)
     runs.check_out(out, force)
     start = time.perf_counter()
-    rows = runs.execute(run_job, jobs, SUITE, workers, executor, ray_address, seed_stacks_on)
+    where = (executor, ray_address, seed_stacks_on, gpus_per_run)
+    rows = runs.execute(run_job, jobs, SUITE, workers, *where)
     summary = pd.DataFrame(rows)
     atomic_to_csv(summary, out / "summary.csv")
     write_bandit_outputs(out, summary, suite, [j.algo for j in jobs])

@@ -27,7 +27,7 @@ import pandas as pd
 
 from pipeline import runs
 from ramac.agents import make_config
-from ramac.config import build, read_yaml
+from ramac.config import RETIRED, build, read_yaml
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv, problem_of
 from ramac.nets.iqn import IQNEnsemble
@@ -77,8 +77,11 @@ def _store(run_dir: Path, points: pd.DataFrame, curve: pd.DataFrame) -> None:
 # ------------------------------------------------------------------------------ the bandit
 
 
-def bandit_run_calibration(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """A finished bandit run's critic against the closed form, or None (no IQN critic)."""
+def bandit_run_calibration(
+    run_dir: Path, device: str = "cpu"
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """A finished bandit run's critic against the closed form, or None (no IQN critic);
+    the critic runs on ``device``."""
     from eval.calibration import bandit_critic_calibration
     from ramac.envs.bandit import BanditSpec, make_dataset
     from ramac.train import CHECKPOINT, build_agent, read_checkpoint
@@ -90,12 +93,14 @@ def bandit_run_calibration(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame] |
         spec = build(BanditSpec, extra["spec"], str(path))
         dataset, _ = make_dataset(spec, extra["seed"])
         algo, seed, algo_config = config["algo"], config["seed"], config["algo_config"]
-    except (KeyError, TypeError) as exc:
+        # a record written before a setting was retired (ramac.config.RETIRED) still holds it
+        overrides = {k: v for k, v in algo_config.items() if k not in RETIRED}
+    except (KeyError, TypeError, AttributeError) as exc:
         raise UserError(
             f"{path}: not a bandit run's config ({problem_of(exc)}); move the run folder "
             "aside and run 'bandit' again to train it anew"
         ) from None
-    agent = build_agent(algo, dataset, seed, algo_config)
+    agent = build_agent(algo, dataset, seed, overrides, device=device)
     if not has_iqn_critic(agent):
         return None
     state = read_checkpoint(run_dir / CHECKPOINT, then="run 'bandit' again to retrain the run")
@@ -105,15 +110,16 @@ def bandit_run_calibration(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame] |
     return bandit_critic_calibration(agent.critic, spec)
 
 
-def calibrate_bandit(root: Path) -> Path:
-    """Calibrate every finished IQN run of the bandit folder ``root``; returns the table."""
+def calibrate_bandit(root: Path, device: str = "cpu") -> Path:
+    """Calibrate every finished IQN run of the bandit folder ``root`` on ``device``;
+    returns the table."""
     from pipeline.bandit import read_summary
 
     summary = read_summary(root / "summary.csv")
     records = []
     for row in summary[summary["algo"].map(_may_be_iqn)].itertuples():
         run_dir = root / "runs" / str(row.algo) / str(row.run)
-        found = _cached(run_dir) or bandit_run_calibration(run_dir)
+        found = _cached(run_dir) or bandit_run_calibration(run_dir, device)
         if found is None:
             continue
         _store(run_dir, *found)

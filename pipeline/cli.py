@@ -41,19 +41,41 @@ KINDS = ("medium", "medium-replay", "expert", "medium-expert")
 # usual one-line error, so an option a stage would ignore is never silently accepted.
 # ``force``: every stage that writes results (and, for the stages that train, a budget
 # beyond the paper's; one flag, defined once below).
-SUITE_RUN = set("seeds out workers data algos steps tasks suite executor checkpoint force".split())
+SUITE_RUN = set(
+    "seeds out workers data algos steps tasks suite executor checkpoint force device".split()
+)
 STAGE_OPTIONS = {
-    "bandit": {"seeds", "out", "workers", "algos", "steps", "executor", "force"},
+    "bandit": {
+        "seeds",
+        "out",
+        "workers",
+        "algos",
+        "steps",
+        "executor",
+        "force",
+        "device",
+        "compile",
+    },  # fmt: skip
     # --out and --workers are accepted (and unused: data is made in the main process) so
     # that one option list serves data, train and evaluate in scripts and tests
     "data": {"out", "workers", "data", "tasks", "suite", "make"},
-    "train": SUITE_RUN,
+    "train": SUITE_RUN | {"compile"},
     "evaluate": SUITE_RUN,
     "report": {"out", "data", "algos", "tasks", "suite", "checkpoint", "force"},
     "figures": {"out", "data", "algos", "tasks", "suite", "checkpoint", "force"},
-    "all": SUITE_RUN,
-    "frontier": {"out", "workers", "executor", "data", "suite", "on", "force"},
-    "calibrate": {"out", "workers", "executor", "data", "suite", "on", "force"},
+    "all": SUITE_RUN | {"compile"},
+    "frontier": {
+        "out",
+        "workers",
+        "executor",
+        "data",
+        "suite",
+        "on",
+        "force",
+        "device",
+        "compile",
+    },  # fmt: skip
+    "calibrate": {"out", "workers", "executor", "data", "suite", "on", "force", "device"},
 }
 
 
@@ -122,10 +144,33 @@ def _add_options(p: argparse.ArgumentParser, options: set[str]) -> None:
             help="Ray cluster address, with --executor ray (default: start Ray locally)",
         )
         p.add_argument(
+            "--gpus-per-run",
+            type=float,
+            default=None,
+            metavar="F",
+            help="each run's share of a GPU, in (0, 1] (0.25: four runs share one): Ray tasks "
+            "ask for it; the local executor runs one worker per share (default with a GPU "
+            "device: 1)",
+        )
+        p.add_argument(
             "--no-seed-stacks",
             action="store_true",
             help="train every seed in a process of its own (default: the seeds of a dataset x "
             "algorithm train together as one seed stack, ramac/seed_parallel.py)",
+        )
+    if "device" in options:
+        p.add_argument(
+            "--device",
+            default="auto",
+            help="torch device of the runs: auto (a GPU when one is visible, else the CPU; "
+            "default), cpu, cuda or cuda:N; recorded with each run, not in its hash",
+        )
+    if "compile" in options:
+        p.add_argument(
+            "--compile",
+            action="store_true",
+            help="torch.compile the update's losses (CUDA graphs on a GPU); off by default "
+            "until measured",
         )
     if "checkpoint" in options:
         p.add_argument(
@@ -178,6 +223,9 @@ def _bandit(args: argparse.Namespace) -> None:
         ray_address=args.ray_address,
         seed_stacks_on=not args.no_seed_stacks,
         force=args.force,
+        device=args.device,
+        compile=args.compile,
+        gpus_per_run=args.gpus_per_run,
     )
 
 
@@ -196,6 +244,8 @@ def _plan(args: argparse.Namespace, stages: tuple[str, ...]):
         suite_file=args.suite,
         checkpoint=getattr(args, "checkpoint", None),
         force=getattr(args, "force", False),
+        device=getattr(args, "device", "cpu"),  # a stage that runs nothing: unused
+        compile=getattr(args, "compile", False),
     )
 
 
@@ -203,9 +253,9 @@ def _run_suite(args: argparse.Namespace, stages: tuple[str, ...]):
     from pipeline.suite import run_plan
 
     plan = _plan(args, stages)
-    run_plan(
-        plan, args.workers, args.executor, args.ray_address, not args.no_seed_stacks, args.force
-    )
+    stacks = not args.no_seed_stacks
+    where = (args.executor, args.ray_address, stacks, args.force, args.gpus_per_run)
+    run_plan(plan, args.workers, *where)
     return plan
 
 
@@ -317,6 +367,9 @@ def _frontier(args: argparse.Namespace) -> None:
         ray_address=args.ray_address,
         seed_stacks_on=not args.no_seed_stacks,
         force=args.force,
+        device=args.device,
+        compile=args.compile,
+        gpus_per_run=args.gpus_per_run,
     )
     print(f"risk-return frontier written: {root / 'frontier_report.html'}")
 
@@ -332,16 +385,15 @@ def _calibrate(args: argparse.Namespace) -> None:
         out = args.out or default_out(args.profile)
         if out.is_dir():  # else calibrate_bandit says there are no records
             check_out(out, args.force)
-        table = calibrate_bandit(out)
+        table = calibrate_bandit(out, args.device)
         report = write_calibration_report(table.parent)["report"]
         rewrite_bandit_outputs(table.parent)  # its report.html links the new page
     else:
         plan = _plan(argparse.Namespace(**{**vars(args), "tasks": None}), ("evaluate",))
         if plan.out.is_dir():
             check_out(plan.out, args.force)
-        table = calibrate_suite(
-            plan, args.workers, executor=args.executor, ray_address=args.ray_address
-        )
+        where = {"executor": args.executor, "ray_address": args.ray_address}
+        table = calibrate_suite(plan, args.workers, gpus_per_run=args.gpus_per_run, **where)
         report = write_calibration_report(table.parent)["report"]
         _suite_reports(plan)  # its report.html links the new page
     print(f"tail calibration written: {table} and {report}")
@@ -441,6 +493,11 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.runs import once
 
             once("--algos", args.algos)
+        if hasattr(args, "device"):  # resolved once, here, before any work
+            from pipeline.executors import plan_device
+
+            executor = getattr(args, "executor", "local")
+            args.device, args.gpus_per_run = plan_device(args.device, executor, args.gpus_per_run)
         args.run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import queue
@@ -46,8 +47,44 @@ RAY_MAX_RETRIES = 3  # re-runs of a task whose worker or node died; job exceptio
 Outcomes = Iterator[tuple[int, Callable[[], Any]]]
 
 
-def default_workers() -> int:
+def default_workers(gpus_per_run: float = 0.0) -> int:
+    """One worker per CPU; on a GPU (``gpus_per_run`` > 0, the runs' share of it), one per
+    share of the GPU: 0.25 -> four runs share it."""
+    if gpus_per_run > 0:
+        return max(1, math.floor(1 / gpus_per_run + 1e-9))
     return max(1, os.cpu_count() or 1)
+
+
+def plan_device(name: str | None, executor: str, gpus_per_run: float | None) -> tuple[str, float]:
+    """``--device`` and ``--gpus-per-run`` of a plan, checked when it is made, before any
+    work: (the device every job runs on, each run's GPU share; 0: none).
+
+    Locally the name is resolved on this machine (``ramac.device.resolve_device``: a GPU
+    it lacks is one line); a GPU runs one worker per share (default 1: one run per GPU).
+    On Ray each task asks for its share (``num_gpus``) and sees only the GPU Ray gives it,
+    as ``cuda``: a GPU device (``auto`` too, when a share is asked for) is checked against
+    the cluster's GPUs when Ray starts, not this machine's, and a share with ``--device
+    cpu`` is a scheduling request only (the runs train on the CPU).
+    """
+    if gpus_per_run is not None and not 0 < gpus_per_run <= 1:
+        raise UserError(
+            f"--gpus-per-run must be in (0, 1] (a share of one GPU), got {gpus_per_run:g}"
+        )
+    from ramac.device import resolve_device  # torch: only where a plan is made
+
+    text = "auto" if name is None else str(name).strip().lower()
+    if executor != "ray":
+        device = resolve_device(text)
+        share = (gpus_per_run or 1.0) if device.type == "cuda" else 0.0
+        return str(device), share
+    gpu = text.startswith("cuda") or (text == "auto" and gpus_per_run is not None)
+    if not gpu:
+        return str(resolve_device("cpu" if text == "auto" else text)), gpus_per_run or 0.0
+    if text not in ("auto", "cuda", "cuda:0"):
+        raise UserError(
+            f"--device {text}: on Ray each run sees only its own GPU; use --device cuda"
+        )
+    return "cuda", gpus_per_run or 1.0
 
 
 # In a local pool's worker: the array where each job writes the pid of the worker running it
@@ -160,12 +197,15 @@ def run_jobs(
     desc: str = "runs",
     executor: str = "local",
     ray_address: str | None = None,
+    gpus_per_run: float = 0.0,
 ) -> list[Any]:
     """``[fn(job) for job in jobs]`` on ``executor``; results in job order.
 
-    ``"local"``: ``workers`` spawned processes (inline when 1). ``"ray"``: one task per job on
-    the cluster at ``ray_address``, or on a local Ray instance with ``workers`` CPUs when it
-    is None (``fn`` and the jobs must be importable by the Ray workers).
+    ``"local"``: ``workers`` spawned processes (inline when 1; default: one per CPU, or one
+    per GPU share when ``gpus_per_run`` > 0). ``"ray"``: one task per job on the cluster
+    at ``ray_address``, or on a local Ray instance with ``workers`` CPUs when it is None
+    (``fn`` and the jobs must be importable by the Ray workers); each task asks for one
+    CPU and ``gpus_per_run`` of a GPU (:func:`plan_device`).
     Every job is attempted even when one fails; the failures are raised together at the
     end (each job writes its own traceback into its run folder).
     """
@@ -178,9 +218,10 @@ def run_jobs(
     expected = [_job_steps(job) if executor == "local" else None for job in jobs]
     bar = progress.PlanBar(desc, labels, expected, show)
     if executor == "local":
+        workers = workers or default_workers(gpus_per_run)
         outcomes = _local_outcomes(fn, jobs, workers, labels, bar if show else None)
     else:
-        outcomes = _ray_outcomes(ray, fn, jobs, workers, ray_address)
+        outcomes = _ray_outcomes(ray, fn, jobs, workers, ray_address, gpus_per_run)
     results: list[Any] = [None] * len(jobs)
     errors: list[tuple[Any, BaseException]] = []
     try:
@@ -380,6 +421,7 @@ def _ray_outcomes(
     jobs: Sequence[Any],
     workers: int | None,
     address: str | None,
+    gpus_per_run: float = 0.0,
 ) -> Outcomes:
     started = not ray.is_initialized()
     if started and address is None:
@@ -391,7 +433,14 @@ def _ray_outcomes(
     elif started:
         ray.init(address=address, logging_level=logging.WARNING)
     try:
-        task = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES)(_call_in_worker)
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus_per_run > gpus:  # its tasks would wait for ever
+            raise UserError(
+                f"--gpus-per-run {gpus_per_run:g}: the Ray cluster declares {gpus:g} GPUs "
+                "(start its nodes with their GPUs, or use --device cpu)"
+            )
+        remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=RAY_MAX_RETRIES)
+        task = remote(_call_in_worker)
         index = {task.remote(fn, job): i for i, job in enumerate(jobs)}
         pending = list(index)
         while pending:

@@ -59,27 +59,33 @@ def run_frontier(
     workers: int | None = None,
     source: str = "generated",
     suite_file: Path | None = None,
+    device: str = "cpu",
+    compile: bool = False,
     **execution: Any,
 ) -> Path:
     """Train and evaluate every value of the frontier of the bandit (``on="bandit"``) or of
     Stochastic-D4RL (``on="suite"``), then write its table and figure; returns the folder.
 
-    ``execution``: the executor options of ``run_bandit`` / ``run_plan`` (executor,
-    ray_address, seed_stacks_on) and ``force`` (folders the toolkit did not make).
+    ``device`` (resolved) and ``compile``: where and how the runs run. ``execution``: the
+    executor options of ``run_bandit`` / ``run_plan`` (executor, ray_address,
+    seed_stacks_on, gpus_per_run) and ``force`` (folders the toolkit did not make).
     """
+    jobs = {"device": device, "compile": compile}
     if on not in BENCHES:
         raise UserError(f"--on must be one of {', '.join(BENCHES)}, got '{on}'")
     if on == "bandit":
-        root, reference = _bandit_frontier(profile, out, workers, execution)
+        root, reference = _bandit_frontier(profile, out, workers, jobs, execution)
     else:
-        root, reference = _suite_frontier(profile, out, workers, source, suite_file, execution)
+        root, reference = _suite_frontier(
+            profile, out, workers, source, suite_file, jobs, execution
+        )
     from reports.frontier import write_frontier_report
 
     write_frontier_report(root, reference)
     return root
 
 
-def _bandit_frontier(profile, out, workers, execution) -> tuple[Path, Path]:
+def _bandit_frontier(profile, out, workers, jobs, execution) -> tuple[Path, Path]:
     from pipeline.bandit import SUITE_FILE, BanditSuite, default_out, run_bandit
 
     frontier = settings_of(BanditSuite.read(SUITE_FILE).frontier, SUITE_FILE)
@@ -96,12 +102,15 @@ def _bandit_frontier(profile, out, workers, execution) -> tuple[Path, Path]:
             workers=workers,
             algos=frontier.algos,
             overrides={frontier.key: value},
+            **jobs,
             **execution,
         )
     return root, default_out(profile)
 
 
-def _suite_frontier(profile, out, workers, source, suite_file, execution) -> tuple[Path, Path]:
+def _suite_frontier(
+    profile, out, workers, source, suite_file, jobs, execution
+) -> tuple[Path, Path]:
     from pipeline.suite import SUITE_FILE, D4RLSuite, make_plan, run_plan
     from reports.suite import write_suite_reports
 
@@ -121,6 +130,7 @@ def _suite_frontier(profile, out, workers, source, suite_file, execution) -> tup
             datasets=frontier.datasets,
             suite_file=path,
             overrides={frontier.key: value},
+            **jobs,
         )
         runs.check_out(folder, execution.get("force", False))
         mark_value(folder, frontier.key, value)

@@ -32,7 +32,14 @@ from pipeline import locks
 from pipeline.estimate import print_plan
 from pipeline.executors import run_jobs
 from ramac.agents import AGENTS, make_config  # the package: every algorithm registered
-from ramac.config import PAPER_STEPS, ROOT, config_hash, read_yaml
+from ramac.config import (
+    PAPER_STEPS,
+    ROOT,
+    algo_hash_values,
+    config_hash,
+    read_yaml,
+    refuse_retired,
+)
 from ramac.data.dataset import OfflineDataset
 from ramac.errors import UserError, brief
 from ramac.folders import claim
@@ -86,6 +93,7 @@ class Profile:
         overrides = self.overrides or {}
         if not isinstance(overrides, dict):
             raise UserError(f"{where}: overrides must map config keys to values")
+        refuse_retired(f"{where}: overrides", overrides)  # device: --device, before any work
         known = {f.name for entry in AGENTS.values() for f in dataclasses.fields(entry.config_cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
@@ -307,6 +315,10 @@ class Job:
     profile: str
     eval_settings: Any  # the suite's evaluation settings (eval.suite_run, eval.bandit)
     schedule_scale: float = 1.0  # steps / the paper profile's steps (ramac.config)
+    # Where and how it runs (--device, --compile): recorded with the run, never in its
+    # folder's hash (seed_runs), so the same run may resume on another device.
+    device: str = "cpu"  # resolved when the plan is made (pipeline.executors.plan_device)
+    compile: bool = False
 
     suite: ClassVar[str]
 
@@ -329,6 +341,10 @@ class Job:
 
     def record(self, dataset: OfflineDataset) -> dict[str, Any]:
         raise NotImplementedError
+
+    def metrics(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The run's metrics row as ``metrics.json`` records it: with the device it ran on."""
+        return row | {"device": self.device}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -413,7 +429,7 @@ def seed_runs(
         own = profile_overrides(algo, budget.profile.overrides)
         scale = budget.schedule_scale
         config = make_config(algo, dataset_key, own, scale, overrides_from=budget.where)
-        key = config_hash({"algo": dataclasses.asdict(config), "steps": budget.steps} | keyed_by)
+        key = config_hash({"algo": algo_hash_values(config), "steps": budget.steps} | keyed_by)
         jobs += [
             job_type(
                 algo=algo,
@@ -469,6 +485,8 @@ def write_config(job: Job, dataset: OfflineDataset, stack: list[int]) -> None:
             # schedule lengths in algo_config are the paper's x this (ramac.config)
             "schedule_scale": job.schedule_scale,
             "algo_config": dataclasses.asdict(config),
+            "device": job.device,  # where training started (its checkpoints say where next)
+            "compile": job.compile,
             "eval": job.eval,
             **job.record(dataset),
             "versions": package_versions(),
@@ -662,15 +680,18 @@ def execute(
     executor: str,
     ray_address: str | None,
     stacks: bool,
+    gpus_per_run: float = 0.0,
 ) -> list[Any]:
     """``run_job`` of every job, in job order (finished runs are read back); with ``stacks``,
     the unfinished seeds of each run first train together, one process per seed stack
-    (``ramac.seed_parallel``; evaluation stays per run)."""
+    (``ramac.seed_parallel``; evaluation stays per run). ``gpus_per_run``: each process's
+    GPU share (``pipeline.executors.run_jobs``)."""
     check_workers(workers)
     if any(job.trains for job in jobs):
         print_plan(jobs, desc, workers)
     grouped = seed_stacks(jobs) if stacks else []
     where = {"workers": workers, "executor": executor, "ray_address": ray_address}
+    where |= {"gpus_per_run": gpus_per_run}
     if grouped:
         run_jobs(train_stack, grouped, desc=f"{desc} seed stacks", **where)
     return run_jobs(run_job, jobs, desc=f"{desc} runs", **where)

@@ -246,6 +246,8 @@ class SuiteJob(Job):
             progress=False,
             keep_snapshots=self.keep_snapshots,
             schedule_scale=self.schedule_scale,
+            device=self.device,
+            compile=self.compile,
         )
 
     def dataset(self) -> OfflineDataset:
@@ -282,7 +284,7 @@ def run_job(job: SuiteJob) -> dict[str, Any]:
             runs.train_run(job, dataset)
         else:
             _check_trained(job)
-        return evaluate_run(job, dataset, ood_detector(job.data, job.eval_settings))
+        return job.metrics(evaluate_run(job, dataset, ood_detector(job.data, job.eval_settings)))
 
     return run_once(
         job.run_dir,
@@ -394,12 +396,15 @@ def make_plan(
     checkpoint: str | None = None,
     overrides: dict[str, Any] | None = None,
     force: bool = False,
+    device: str = "cpu",
+    compile: bool = False,
 ) -> Plan:
     """Every (dataset, algorithm, seed) job of a profile, with its run folder.
 
     ``datasets`` may name tasks (``hopper``): each stands for all of its suite datasets.
-    ``overrides``: settings on top of the profile's (the frontier's eta). Every setting is
-    checked here, before any job starts (``force``: ``runs.plan_budget``'s).
+    ``overrides``: settings on top of the profile's (the frontier's eta). ``device``
+    (resolved) and ``compile``: where and how the runs run (recorded, not hashed). Every
+    setting is checked here, before any job starts (``force``: ``runs.plan_budget``'s).
     """
     suite_file = suite_file or SUITE_FILE
     if source not in SOURCES:
@@ -459,6 +464,8 @@ def make_plan(
                 checkpoints=limits.checkpoints,
                 keep_snapshots=keep,
                 stages=stages,
+                device=device,
+                compile=compile,
             )
 
         found = spec_jobs(snapshots)
@@ -485,12 +492,14 @@ def run_plan(
     ray_address: str | None = None,
     seed_stacks_on: bool = True,
     force: bool = False,
+    gpus_per_run: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Make the data, run every job (finished runs are skipped), gather the records.
 
     With ``seed_stacks_on``, the seeds of each (dataset, algorithm) are first trained
     together, one process per stack (``ramac.seed_parallel``); evaluation stays per run.
     ``force``: write into a ``plan.out`` the toolkit did not make (``runs.check_out``).
+    ``gpus_per_run``: each process's GPU share (``pipeline.executors.run_jobs``).
     """
     runs.check_workers(workers)
     runs.check_out(plan.out, force)
@@ -499,7 +508,8 @@ def run_plan(
     runs.check_data_of(plan.jobs)  # a trained run meets only the data it trained on
     start = time.perf_counter()
     stacks = seed_stacks_on and "train" in plan.jobs[0].stages
-    rows = runs.execute(run_job, plan.jobs, SUITE, workers, executor, ray_address, stacks)
+    where = (executor, ray_address, stacks, gpus_per_run)
+    rows = runs.execute(run_job, plan.jobs, SUITE, workers, *where)
     print(f"{SUITE}: {len(plan.jobs)} runs in {time.perf_counter() - start:.0f} s -> {plan.out}")
     if "evaluate" in plan.jobs[0].stages:
         gather_records(plan)

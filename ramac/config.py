@@ -133,6 +133,7 @@ def env_seconds(name: str, default: float) -> float:
 def build(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
     """Instantiate dataclass ``cls`` from ``values``, rejecting unknown keys by name."""
     names = {f.name for f in dataclasses.fields(cls)}
+    refuse_retired(where, set(values) - names)
     unknown = sorted(set(values) - names)
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
@@ -194,6 +195,26 @@ HASH_NEUTRAL: dict[str, Any] = {
     "latent_clip": 0.5,
     "lr_decay_steps": 0,
 }
+
+
+# Settings the algorithm configs held once and no longer do: the value every run keyed by
+# ``config_hash`` had then (still hashed, so those run folders keep their names) and where
+# the setting lives now (said in one line when a YAML file or a profile still sets it).
+RETIRED: dict[str, tuple[Any, str]] = {
+    "device": ("cpu", "the device is chosen with --device (make: DEVICE=), never in a config"),
+}
+
+
+def refuse_retired(where: str, keys: Any) -> None:
+    """A one-line UserError when ``keys`` name a :data:`RETIRED` setting."""
+    for key in sorted(set(keys) & set(RETIRED)):
+        raise UserError(f"{where}: {key}: {RETIRED[key][1]}")
+
+
+def algo_hash_values(config: Any) -> dict[str, Any]:
+    """What a run folder's hash reads of an algorithm's resolved ``config``: its settings,
+    plus each :data:`RETIRED` setting at the value every run had (folders keep their names)."""
+    return dataclasses.asdict(config) | {key: value for key, (value, _) in RETIRED.items()}
 
 
 def _hashed(values: Any) -> Any:

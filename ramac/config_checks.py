@@ -60,16 +60,6 @@ def one_of(choices: collections.abc.Iterable[str]) -> Rule:
     return Rule(f"one of {', '.join(choices)}", lambda v: v in choices)
 
 
-def _is_torch_device(name: str) -> bool:
-    import torch
-
-    try:
-        torch.device(name)
-    except (RuntimeError, ValueError):
-        return False
-    return True
-
-
 ANY = Rule("any value of its type", lambda v: True)
 POSITIVE = Rule("> 0", lambda v: v > 0)
 NON_NEGATIVE = Rule(">= 0", lambda v: v >= 0)
@@ -77,7 +67,6 @@ AT_LEAST_ONE = Rule(">= 1", lambda v: v >= 1)
 PROBABILITY = Rule("in [0, 1]", lambda v: 0 <= v <= 1)
 RATE = Rule("in (0, 1]", lambda v: 0 < v <= 1)
 EVEN_AT_LEAST_4 = Rule("an even number >= 4", lambda v: v >= 4 and v % 2 == 0)
-DEVICE = Rule("a torch device (cpu, cuda, cuda:1, mps, ...)", _is_torch_device)
 
 # The distortion parameter, by distortion (ramac.risk): CVaR's alpha is a tail fraction,
 # CPW's exponent must be positive; Wang's shift and the power exponent take any sign, and
@@ -190,7 +179,6 @@ RULES: dict[str, Rule | Callable[[Any], Rule]] = {
     ),
     # names
     "critic_activation": one_of(ACTIVATIONS),
-    "device": DEVICE,
     "prior": one_of(PRIORS),
     "q_agg": one_of(TARGET_AGGS),
     "risk": one_of(DEFAULT_PARAMS),

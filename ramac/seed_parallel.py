@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from ramac.agents.base import Agent, Phase, optimizer_params
+from ramac.agents.base import Agent, Phase, compile_fn, optimizer_params, phase_key
 from ramac.agents.common import grad_step, seed_batched
 from ramac.data.dataset import Batch
 
@@ -61,7 +61,14 @@ class SeedStack:
         if set(agents[0].nets) & set(agents[0].frozen):
             raise ValueError("net and frozen names must differ")
         self.agent, self.n_seeds = agents[0], len(agents)
-        self.carries = [dict(agent.carry) for agent in agents]
+        # Each log value of the last step that computed it, one entry per seed ([K]): the
+        # seeds' carries as :class:`Agent` keeps one (resumed ones start from theirs).
+        self.carry: dict[str, Tensor] = {
+            # float64 holds every logged value (float32 or float64) exactly
+            name: torch.tensor([float(a.carry[name]) for a in agents], dtype=torch.float64)
+            for name in agents[0].carry
+        }
+        self.compiled: dict[tuple, Any] | None = None
         stacked = self._stack_parameters(agents)
         for name, optimizer in self.agent.optims.items():
             self.agent.optims[name] = _stacked_optimizer(
@@ -83,7 +90,15 @@ class SeedStack:
         return stacked
 
     def update(self, batches: list[Batch]) -> list[dict[str, float]]:
-        """One update of every seed, seed k on ``batches[k]``; a log row per seed."""
+        """One update of every seed, seed k on ``batches[k]``; a log row per seed (read back
+        from the device: the training loop calls :meth:`train_step` and :meth:`logged`)."""
+        self.train_step(batches)
+        return self.logged()
+
+    def train_step(self, batches: list[Batch], all_terminal: bool | None = None) -> None:
+        """One update of every seed, seed k on ``batches[k]``, without reading any tensor
+        back into Python; ``all_terminal``: whether no transition of any batch bootstraps
+        (None: read from the batches, once, outside vmap)."""
         if len(batches) != self.n_seeds:
             raise ValueError(f"expected {self.n_seeds} batches, got {len(batches)}")
         agent = self.agent
@@ -92,7 +107,8 @@ class SeedStack:
         )
         agent.schedule_learning_rates()
         logs: dict[str, Tensor] = {}
-        all_terminal = not bool(batch.not_done.any())  # read once, outside vmap
+        if all_terminal is None:
+            all_terminal = not bool(batch.not_done.any())
         for phase in agent.phases():
             optimizer = agent.optims[phase.optimizer]
             params = optimizer_params(optimizer)
@@ -103,12 +119,27 @@ class SeedStack:
             logs.update(values)
         agent.after_phases()
         agent.step += 1
-        for k, carry in enumerate(self.carries):
-            carry.update({name: float(value[k]) for name, value in logs.items()})
-        return [dict(carry) for carry in self.carries]
+        self.carry.update({name: value.detach() for name, value in logs.items()})
+
+    def logged(self) -> list[dict[str, float]]:
+        """Each seed's log values as floats: a host synchronisation (logging steps only)."""
+        rows = [{} for _ in range(self.n_seeds)]
+        for name, values in self.carry.items():
+            for row, value in zip(rows, values.tolist(), strict=True):
+                row[name] = value
+        return rows
+
+    def compile_losses(self) -> None:
+        """Run each phase's vmapped loss through ``torch.compile`` from now on (as
+        :meth:`Agent.compile_losses`)."""
+        self.compiled = {}
 
     def _seed_losses(
-        self, phase: Phase, batch: Batch, trained: list[Tensor], all_terminal: bool = False
+        self,
+        phase: Phase,
+        batch: Batch,
+        trained: list[Tensor],
+        all_terminal: bool = False,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The phase's loss [K] and log values [K]; parameters it does not train detached.
 
@@ -119,12 +150,22 @@ class SeedStack:
             name: p if id(p) in trained_ids else p.detach()
             for name, p in self.losses.named_parameters()
         }
+        with seed_batched(all_terminal):
+            return self._vmapped(phase)(params, batch)
+
+    def _vmapped(self, phase: Phase):
+        """The phase's loss vmapped over seeds (compiled after :meth:`compile_losses`)."""
+        key = phase_key(phase)
+        if self.compiled is not None and key in self.compiled:
+            return self.compiled[key]
 
         def one_seed(params: dict[str, Tensor], batch: Batch):
             return functional_call(self.losses, params, (phase.loss, batch))
 
-        with seed_batched(all_terminal):
-            return vmap(one_seed, randomness="different")(params, batch)
+        fn = vmap(one_seed, randomness="different")
+        if self.compiled is not None:
+            fn = self.compiled[key] = compile_fn(fn, self.agent.device)
+        return fn
 
     def agent_state(self, k: int) -> dict[str, Any]:
         """Seed k's state, in the form (and with the copies) of :meth:`Agent.state_dict`."""
@@ -134,7 +175,7 @@ class SeedStack:
             "nets": {name: _module_slice(m, k) for name, m in agent.nets.items()},
             "frozen": {name: _module_slice(m, k) for name, m in agent.frozen.items()},
             "optims": {name: _optimizer_slice(o, k) for name, o in agent.optims.items()},
-            "carry": dict(self.carries[k]),
+            "carry": self.logged()[k],
         }
 
 

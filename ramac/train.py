@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from ramac import progress
 from ramac.agents.base import RESUME_ONLY, make_agent
-from ramac.data.dataset import Batch, BatchSampler, OfflineDataset
+from ramac.data.dataset import Batch, BatchSampler, OfflineDataset, device_arrays
+from ramac.device import resolve_device
 from ramac.io import (
     atomic_write_bytes,
     atomic_write_text,
@@ -56,6 +57,10 @@ class TrainSettings:
     # steps / the paper profile's steps: schedule lengths in the algorithm's config are
     # stated against the paper's budget and scaled by this (ramac.config.scale_schedules).
     schedule_scale: float = 1.0
+    # Where and how the updates run (--device, --compile): recorded with the run, never in
+    # its folder's hash. A resolved torch device name (ramac.device.resolve_device).
+    device: str = "cpu"
+    compile: bool = False  # torch.compile the update's losses (Agent.compile_losses)
 
 
 SNAPSHOT_DIR = "snapshots"
@@ -80,8 +85,11 @@ def _save(
         "agent": agent_state,
         "sampler": sampler.state_dict(),
         "torch_rng": torch.get_rng_state(),
+        "device": str(sampler.device),  # compared on resume (_resume)
         "log": log,
     }
+    if sampler.device.type == "cuda":  # the update noise drawn on the GPU: its own stream
+        state["cuda_rng"] = torch.cuda.get_rng_state(sampler.device)
     _save_bytes(run_dir / name, state)
     if name == CHECKPOINT:
         _write_log(run_dir, log)
@@ -107,7 +115,7 @@ def heal_log(run_dir: Path, log: list[dict] | None = None) -> bool:
         problem = exc
     if log is None:
         try:
-            state = load_torch_file(run_dir / CHECKPOINT)
+            state = load_torch_file(run_dir / CHECKPOINT, map_location="cpu")
             log = state["log"]
         except Exception:  # noqa: BLE001 - no readable checkpoint: nothing to heal from
             return False
@@ -135,7 +143,7 @@ def read_checkpoint(path: Path, then: str = "") -> dict | None:
     if not path.exists():
         return None
     try:
-        state = load_torch_file(path)
+        state = load_torch_file(path, map_location="cpu")  # the agent moves it (any device)
         if not isinstance(state, dict):
             raise TypeError(f"holds a {type(state).__name__}, not a checkpoint")
         missing = [key for key in CHECKPOINT_KEYS if key not in state]
@@ -193,6 +201,17 @@ def _resume(
     agent.load_state_dict(state["agent"])
     sampler.load_state_dict(state["sampler"])
     torch.set_rng_state(state["torch_rng"])
+    saved_on = torch.device(state.get("device", "cpu"))  # checkpoints before 'device': CPU
+    if saved_on != sampler.device:
+        print(
+            f"warning: {run_dir}: its checkpoint was written on {saved_on}, training goes on "
+            f"on {sampler.device}: its numbers are no longer bit-identical to an "
+            f"uninterrupted run's",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], sampler.device)
     heal_log(run_dir, state["log"])  # a cut-off log file: rewritten from the checkpoint's
     return state["step"], state["log"]
 
@@ -241,8 +260,12 @@ def build_agent(
     seed: int,
     overrides: dict | None = None,
     schedule_scale: float = 1.0,
+    device: str | torch.device = "cpu",
 ):
-    """A freshly initialised agent for ``dataset``, with weights drawn from ``seed``."""
+    """A freshly initialised agent for ``dataset`` on ``device``, with weights drawn from
+    ``seed`` (on the CPU: the same initial weights on every device). ``device`` is resolved
+    here again (``ramac.device``): in a Ray task ``cuda`` is the GPU Ray gave it."""
+    device = resolve_device(device)
     torch.manual_seed(seed)
     # Every task here acts in [-1, 1]^d; a source with other bounds records them.
     max_action = float(dataset.provenance.extra.get("max_action", 1.0))
@@ -254,6 +277,7 @@ def build_agent(
         dataset=hyperparameter_key(dataset),
         overrides=overrides,
         schedule_scale=schedule_scale,
+        device=device,
     )
 
 
@@ -282,19 +306,24 @@ def train(
     """
     keep_freed_memory()
     run_dir.mkdir(parents=True, exist_ok=True)
-    agent = build_agent(algo, dataset, settings.seed, overrides, settings.schedule_scale)
+    agent = build_agent(
+        algo, dataset, settings.seed, overrides, settings.schedule_scale, settings.device
+    )
     if model_based(algo):  # a model-based agent learns from the data itself (RAVL)
         agent.attach(dataset, settings.seed)  # before _resume, which restores its generator
         record = json.dumps(agent.dynamics.record, indent=1, default=str)
         atomic_write_text(run_dir / MODEL_RECORD, record + "\n")
-    sampler = BatchSampler(dataset, agent.config.batch_size, seed=settings.seed)
+    sampler = BatchSampler(dataset, agent.config.batch_size, settings.seed, agent.device)
     torch.manual_seed(settings.seed + 1)  # the update's randomness: its own stream
     step, log = _resume(run_dir, agent, sampler)
+    if settings.compile:
+        agent.compile_losses()
     _loop(
         f"{algo} seed {settings.seed}",
         [_Run(run_dir, settings, sampler, log)],
         step,
-        lambda batches: [agent.update(batches[0])],
+        lambda batches, all_terminal: agent.train_step(batches[0], all_terminal),
+        lambda: [agent.logged()],
         lambda k: agent.state_dict(),
         stop_after,
     )
@@ -326,10 +355,13 @@ def train_seeds(
         raise ValueError("the runs of a seed stack may differ only in their seed")
     keep_freed_memory()
     agents, runs, steps = [], [], []
+    device = resolve_device(budget.device)
+    arrays = device_arrays(dataset, device)  # on the device once, for every seed
     for run_dir, setting in zip(run_dirs, settings, strict=True):
         run_dir.mkdir(parents=True, exist_ok=True)
-        agent = build_agent(algo, dataset, setting.seed, overrides, setting.schedule_scale)
-        sampler = BatchSampler(dataset, agent.config.batch_size, seed=setting.seed)
+        agent = build_agent(algo, dataset, setting.seed, overrides, setting.schedule_scale, device)
+        batch = agent.config.batch_size
+        sampler = BatchSampler(dataset, batch, setting.seed, device, arrays)
         agents.append(agent)
         runs.append(_Run(run_dir, setting, sampler, []))
     torch.manual_seed(settings[0].seed + 1)  # the stack's update stream
@@ -341,8 +373,11 @@ def train_seeds(
             train(algo, dataset, run_dir, setting, overrides, stop_after)
         return
     stack = SeedStack(agents)
+    if budget.compile:
+        stack.compile_losses()
     seeds = ", ".join(str(s.seed) for s in settings)
-    _loop(f"{algo} seeds {seeds}", runs, steps[0], stack.update, stack.agent_state, stop_after)
+    desc = f"{algo} seeds {seeds}"
+    _loop(desc, runs, steps[0], stack.train_step, stack.logged, stack.agent_state, stop_after)
 
 
 def _stack_states(run_dirs: list[Path]) -> list[dict | None]:
@@ -387,11 +422,16 @@ def _loop(
     desc: str,
     runs: list[_Run],
     step: int,
-    update: Callable[[list[Batch]], list[dict[str, float]]],
+    update: Callable[[list[Batch], bool], None],
+    logged: Callable[[], list[dict[str, float]]],
     agent_state: Callable[[int], dict],
     stop_after: int | None,
 ) -> None:
-    """Update from ``step`` to the budget: log, checkpoint and snapshot every run."""
+    """Update from ``step`` to the budget: log, checkpoint and snapshot every run.
+
+    ``update(batches, all_terminal)`` steps every run without reading anything back from
+    the device; ``logged()`` reads each run's log values at logging steps only, so a GPU
+    waits for the host there and at checkpoints, nowhere else."""
     settings = runs[0].settings
     log0 = runs[0].log
     start_wall = time.perf_counter() - (log0[-1]["wall_seconds"] if log0 else 0.0)
@@ -406,13 +446,14 @@ def _loop(
     tick = progress.tracker(desc, settings.steps, initial=step)  # to the pipeline's display
     boards = [_tensorboard(r.run_dir) if step < settings.steps else None for r in runs]
     while step < settings.steps:
-        rows = update([run.sampler.sample() for run in runs])
+        batches = [run.sampler.sample() for run in runs]
+        update(batches, all(run.sampler.all_terminal for run in runs))
         step += 1
         bar.update(1)
         tick(step)
         if step % settings.log_every == 0 or step == settings.steps:
             wall = time.perf_counter() - start_wall
-            for run, metrics, board in zip(runs, rows, boards, strict=True):
+            for run, metrics, board in zip(runs, logged(), boards, strict=True):
                 run.log.append({"step": step, "wall_seconds": wall, **metrics})
                 if board is not None:
                     for name, value in metrics.items():
@@ -436,9 +477,11 @@ def load_trained(
     run_dir: Path,
     overrides: dict | None = None,
     schedule_scale: float = 1.0,
+    device: str | torch.device = "cpu",
 ):
-    """The agent stored in ``run_dir``'s checkpoint (for evaluation)."""
-    agent = build_agent(algo, dataset, 0, overrides, schedule_scale)
-    state = load_torch_file(run_dir / CHECKPOINT)
+    """The agent stored in ``run_dir``'s checkpoint (for evaluation), on ``device``
+    (whatever device the checkpoint was written on)."""
+    agent = build_agent(algo, dataset, 0, overrides, schedule_scale, device)
+    state = load_torch_file(run_dir / CHECKPOINT, map_location="cpu")
     agent.load_state_dict(state["agent"])
     return agent, state["step"]

@@ -121,7 +121,6 @@ BAD = {
         "one of",
         '"median"',
     ),
-    "unknown device": ("radac", {"device": "gpu7"}, "device", "a torch device", '"gpu7"'),
     "None for float": ("radac", {"lr_critic": None}, "lr_critic", "a finite number", "null"),
     "None for int": ("radac", {"n_steps": None}, "n_steps", "an int", "null"),
     "clip 0": ("radac", {"q_clip": 0.0}, "q_clip", "> 0", "0.0"),
@@ -150,7 +149,6 @@ def test_a_bad_value_is_one_line_naming_key_value_and_allowed(case):
         ("rafmac", {"risk": "power", "risk_param": 2.0}),
         ("radac", {"lr_actor": 1, "gamma": 1, "tau": 1}),  # ints are numbers
         ("oraac", {"actor_hidden": (8, 8)}),
-        ("radac", {"device": "cuda:1"}),  # a device name; whether it exists is torch's call
         ("bc", {"grad_norm": 0.0, "lr_decay_steps": 0}),  # 0 = off
     ],
 )
@@ -181,8 +179,23 @@ def test_a_bad_yaml_value_names_the_file_and_dataset(monkeypatch, tmp_path):
 def test_a_config_built_directly_is_checked_by_the_agent():
     with pytest.raises(UserError, match=r"^RADACConfig: config lr_actor must be > 0, got -1.0$"):
         RADAC(3, 2, 1.0, RADACConfig(lr_actor=-1.0))
-    with pytest.raises(UserError, match="config device must be a torch device"):
-        RADAC(3, 2, 1.0, dataclasses.replace(RADACConfig(), device="gpu7"))
+
+
+@pytest.mark.parametrize("value", ["cuda", "cpu", "gpu7"])
+def test_a_device_in_a_config_is_refused_in_one_line(value, monkeypatch, tmp_path):
+    """The device is chosen with --device only: an override or a YAML file that sets it
+    is one line naming where it came from (before any work), whatever its value."""
+    with pytest.raises(UserError) as err:
+        make_config("radac", "bandit", {"device": value})
+    assert str(err.value) == (
+        "radac override: device: the device is chosen with --device (make: DEVICE=), "
+        "never in a config"
+    )
+    (tmp_path / "algos").mkdir()
+    (tmp_path / "algos" / "radac.yaml").write_text("overrides:\n  some-data-v2: {device: cuda}\n")
+    monkeypatch.setattr(ramac.config, "CONFIG_DIR", tmp_path)
+    with pytest.raises(UserError, match=r"^configs/algos/radac.yaml \[some-data-v2\]: device: "):
+        make_config("radac", "some-data-v2")
 
 
 def test_make_agent_checks_before_building():

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ramac.agents.common import grad_step
-from ramac.config import algo_values, build, scale_schedules
+from ramac.agents.common import bootstrap_known, grad_step
+from ramac.config import algo_values, build, refuse_retired, scale_schedules
 from ramac.config_checks import check_config
 from ramac.data.dataset import Batch
 from ramac.errors import UserError
@@ -42,6 +42,12 @@ class Phase(NamedTuple):
     per_member: int = 0
 
 
+def phase_key(phase: Phase) -> tuple:
+    """What identifies a phase's loss across updates (``phases()`` builds new ones each
+    step): its optimiser and loss function, for the compiled losses' cache."""
+    return phase.optimizer, getattr(phase.loss, "__func__", phase.loss)
+
+
 def optimizer_params(optimizer: torch.optim.Optimizer) -> list[Tensor]:
     """Every parameter an optimiser steps, in its order."""
     return [p for group in optimizer.param_groups for p in group["params"]]
@@ -59,13 +65,18 @@ class Agent:
         check_config(config)  # also when built directly, not through make_config
         self.obs_dim, self.act_dim, self.max_action = obs_dim, act_dim, float(max_action)
         self.config = config
-        self.device = torch.device(config.device)
+        # Built on the CPU (weights drawn from the CPU stream, the same on every device),
+        # then moved by ``to``: the device is the builder's (make_agent), never the config's.
+        self.device = torch.device("cpu")
         self.step = 0
         self.nets: dict[str, nn.Module] = {}
         self.frozen: dict[str, nn.Module] = {}
         self.optims: dict[str, torch.optim.Optimizer] = {}
-        # Log values of losses computed only every few steps, repeated in between.
-        self.carry: dict[str, float] = {}
+        # Log values (0-d tensors, or floats) of the last step that computed each: values
+        # computed only every few steps repeat in between. Read back only by ``logged``.
+        self.carry: dict[str, Tensor | float] = {}
+        # torch.compile'd phase losses (``compile_losses``), by :func:`phase_key`
+        self.compiled: dict[tuple, Callable] | None = None
 
     # -- to implement -------------------------------------------------------------------
     def phases(self) -> list[Phase]:
@@ -92,21 +103,54 @@ class Agent:
         """One gradient step of every network; returns finite floats for the log.
 
         Values a step does not compute (an actor updated every few steps) repeat their
-        last value, so every row of the log has every column.
+        last value, so every row of the log has every column. Reading them is a host
+        synchronisation: the training loop calls :meth:`train_step` and reads
+        :meth:`logged` at its logging steps only.
+        """
+        self.train_step(batch)
+        return self.logged()
+
+    def train_step(self, batch: Batch, all_terminal: bool | None = None) -> None:
+        """One gradient step of every network, without reading any tensor back into Python
+        (no host synchronisation on a GPU): the log values stay tensors in ``carry``.
+
+        ``all_terminal``: whether no transition of ``batch`` bootstraps, when the caller
+        knows it without looking at the tensors (the sampler does, from its indices);
+        None: the losses read the batch (``ramac.agents.common.no_bootstrap``).
         """
         b = self.batch_to_device(batch)
         self.schedule_learning_rates()
         logs: dict[str, Tensor] = {}
-        for phase in self.phases():
-            loss, values = phase.loss(b)
-            optimizer = self.optims[phase.optimizer]
-            params = optimizer_params(optimizer)
-            grad_step(optimizer, loss, params, phase.grad_norm, phase.per_member)
-            logs.update(values)
+        with bootstrap_known(all_terminal):
+            for phase in self.phases():
+                loss, values = self.phase_loss(phase)(b)
+                optimizer = self.optims[phase.optimizer]
+                params = optimizer_params(optimizer)
+                grad_step(optimizer, loss, params, phase.grad_norm, phase.per_member)
+                logs.update(values)
         self.after_phases()
         self.step += 1
-        self.carry.update({name: float(value) for name, value in logs.items()})
-        return dict(self.carry)
+        self.carry.update({name: value.detach() for name, value in logs.items()})
+
+    def logged(self) -> dict[str, float]:
+        """The log values as floats: a host synchronisation (logging steps only)."""
+        return {name: float(value) for name, value in self.carry.items()}
+
+    def compile_losses(self) -> None:
+        """Run every phase's loss (forward and backward) through ``torch.compile`` from now
+        on (``--compile``; CUDA graphs too on a GPU: ``mode="reduce-overhead"``). The
+        optimiser steps stay eager. The losses' random draws stay torch's eager stream
+        (inductor's ``fallback_random``), so compiling changes rounding, not the noise."""
+        self.compiled = {}
+
+    def phase_loss(self, phase: Phase) -> Callable:
+        """``phase.loss``, compiled when :meth:`compile_losses` was called."""
+        if self.compiled is None:
+            return phase.loss
+        key = phase_key(phase)
+        if key not in self.compiled:
+            self.compiled[key] = compile_fn(phase.loss, self.device)
+        return self.compiled[key]
 
     def schedule_learning_rates(self) -> None:
         """Cosine decay of every optimiser's lr to 0 over ``lr_decay_steps`` updates.
@@ -124,6 +168,25 @@ class Agent:
         for optimizer in self.optims.values():
             for group in optimizer.param_groups:
                 group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+
+    def to(self, device: str | torch.device) -> Agent:
+        """Move every network (and any optimiser state) to ``device``; returns the agent.
+
+        Modules move their parameters in place, so the optimisers keep stepping them."""
+        self.device = torch.device(device)
+        for module in (*self.nets.values(), *self.frozen.values()):
+            module.to(self.device)
+        for optimizer in self.optims.values():
+            for state in optimizer.state.values():
+                for key, value in state.items():
+                    if isinstance(value, Tensor) and key != "step":
+                        state[key] = value.to(self.device)
+        return self
+
+    def generator(self, seed: int) -> torch.Generator:
+        """A torch Generator on the agent's device seeded with ``seed``: what seeded
+        evaluation hands to :meth:`act` (on the CPU, the same noise as ever)."""
+        return torch.Generator(device=self.device).manual_seed(int(seed))
 
     def add_net(self, name: str, net: nn.Module) -> nn.Module:
         """Register a trained network (moved to the agent's device)."""
@@ -169,7 +232,7 @@ class Agent:
                 "nets": {k: m.state_dict() for k, m in self.nets.items()},
                 "frozen": {k: m.state_dict() for k, m in self.frozen.items()},
                 "optims": {k: o.state_dict() for k, o in self.optims.items()},
-                "carry": dict(self.carry),
+                "carry": self.logged(),
             }
         )
 
@@ -255,6 +318,8 @@ def make_config(
         overrides or {}, overrides_from or f"{name} override"
     )
     values.update(overrides or {})
+    for key in values:  # a setting no config holds any more: one line naming its source
+        refuse_retired(sources[key], {key})
     config = build(AGENTS[name].config_cls, values, where)
     check_config(config, sources)
     return scale_schedules(config, schedule_scale)
@@ -268,10 +333,22 @@ def make_agent(
     dataset: str | None = None,
     overrides: dict | None = None,
     schedule_scale: float = 1.0,
+    device: str | torch.device = "cpu",
 ) -> Agent:
-    """Build agent ``name`` for a dataset (unknown name or config key: UserError)."""
+    """Build agent ``name`` for a dataset (unknown name or config key: UserError), on
+    ``device`` (resolved by the caller: ``ramac.device.resolve_device``)."""
     config = make_config(name, dataset, overrides, schedule_scale)
-    return AGENTS[name].agent_cls(obs_dim, act_dim, max_action, config)
+    return AGENTS[name].agent_cls(obs_dim, act_dim, max_action, config).to(device)
+
+
+def compile_fn(fn: Callable, device: torch.device) -> Callable:
+    """``torch.compile(fn)``: CUDA graphs on a GPU (``mode="reduce-overhead"``); random
+    draws from torch's eager stream (inductor's ``fallback_random``: same noise as eager)."""
+    import torch._inductor.config as inductor
+
+    inductor.fallback_random = True
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    return torch.compile(fn, mode=mode)
 
 
 def _load_all() -> None:

@@ -31,7 +31,6 @@ class BCConfig:
     # Cosine decay of the lr to 0 over this many updates (Agent.schedule_learning_rates),
     # stated against the paper profile's budget and scaled with the run's; 0 = constant lr.
     lr_decay_steps: int = 0
-    device: str = "cpu"  # the torch device the agent runs on
 
 
 class BC(Agent):

@@ -90,7 +90,6 @@ class CODACConfig:
     n_penalty_quantiles: int = 1  # levels the penalty sees per state (the code: one per update)
     cql_lagrange: bool = False  # json lag > 0 (halfcheetah-medium-expert: lag -1, off)
     cql_threshold: float = 10.0  # lag, the gap alpha' holds w * gap to (argparse default)
-    device: str = "cpu"  # the torch device the agent runs on
 
 
 def distorted_value(

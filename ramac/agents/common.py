@@ -26,32 +26,51 @@ Distortion = Callable[[Tensor], Tensor]
 # True while losses run under ``torch.func.vmap`` over seeds (ramac.seed_parallel): there a
 # loss may not look at tensor values from Python, and frozen parameters come in detached.
 _SEED_BATCHED = False
-# Under vmap: whether no transition of the stacked batch bootstraps (checked before vmap).
-_STACK_TERMINAL = False
+# Whether no transition of the batch being trained on bootstraps, when the caller knows it
+# without reading the batch (None: unknown, read it). See :func:`no_bootstrap`.
+_ALL_TERMINAL: bool | None = None
+
+
+@contextlib.contextmanager
+def bootstrap_known(all_terminal: bool | None) -> Iterator[None]:
+    """Say, for the losses evaluated inside, whether every transition of their batch is
+    terminal (None: unknown). The sampler knows it from its row indices, on the host, so
+    the update need not read the batch back from the device (:func:`no_bootstrap`)."""
+    global _ALL_TERMINAL
+    previous = _ALL_TERMINAL
+    _ALL_TERMINAL = all_terminal
+    try:
+        yield
+    finally:
+        _ALL_TERMINAL = previous
 
 
 @contextlib.contextmanager
 def seed_batched(all_terminal: bool = False) -> Iterator[None]:
     """Mark the losses evaluated inside as vmapped over a seed dimension; ``all_terminal``
     says that no transition of the stacked batch bootstraps (see :func:`no_bootstrap`)."""
-    global _SEED_BATCHED, _STACK_TERMINAL
-    previous = _SEED_BATCHED, _STACK_TERMINAL
-    _SEED_BATCHED, _STACK_TERMINAL = True, all_terminal
+    global _SEED_BATCHED
+    previous = _SEED_BATCHED
+    _SEED_BATCHED = True
     try:
-        yield
+        with bootstrap_known(all_terminal):
+            yield
     finally:
-        _SEED_BATCHED, _STACK_TERMINAL = previous
+        _SEED_BATCHED = previous
 
 
 def no_bootstrap(batch: Batch) -> bool:
     """Whether every transition of ``batch`` is terminal (the one-step bandit's are).
 
     Then the TD target is r + 0 * gamma * Z' = r exactly (Z' finite), so target actions and
-    target critics need not be evaluated. Under vmap over seeds the values cannot be read;
-    the seed stack checks its whole batch first and says so through :func:`seed_batched`.
+    target critics need not be evaluated. What the caller knows (:func:`bootstrap_known`:
+    the training loop's sampler, the seed stack) is used as it is; otherwise the batch is
+    read, a host synchronisation (under vmap over seeds it cannot be read: False).
     """
+    if _ALL_TERMINAL is not None:
+        return _ALL_TERMINAL
     if _SEED_BATCHED:
-        return _STACK_TERMINAL
+        return False
     return not bool(batch.not_done.any())
 
 

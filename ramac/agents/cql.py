@@ -71,7 +71,6 @@ class CQLConfig:
     # Lagrange only: the gap alpha' holds the penalty to, in alpha' w (gap - threshold).
     # CORL runs locomotion without it; 5.0 is its maze2d Lagrange setting at the same w = 10.
     cql_threshold: float = 5.0
-    device: str = "cpu"  # the torch device the agent runs on
 
 
 def conservative_gap(

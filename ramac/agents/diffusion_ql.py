@@ -57,7 +57,6 @@ class GenerativeQLConfig:
     critic_hidden: int = 256  # Diffusion-QL critic: 3 x 256 Mish per Q
     critic_layers: int = 3  # its depth
     act_candidates: int = 1  # >1: act() samples this many and picks by softmax(Q') (see below)
-    device: str = "cpu"  # the torch device the agent runs on
 
 
 @dataclass

@@ -54,7 +54,6 @@ class FQLConfig:
     critic_layers: int = 4  # (FQL: 4 x 512)
     critic_layer_norm: bool = True  # (FQL: layer norm in the value net)
     grad_norm: float = 0.0  # FQL does not clip gradients; >0 clips actor and critic
-    device: str = "cpu"  # the torch device the agent runs on
 
 
 class FQL(Agent):

@@ -86,7 +86,6 @@ class ORAACConfig:
     kl_weight: float = 0.5  # VAE KL weight ("O-RAAC", "VAE")
     # the VAE decodes z ~ N(0, I) clipped to +-this ("O-RAAC", "VAE"); None: not clipped
     latent_clip: float | None = 0.5
-    device: str = "cpu"  # the torch device the agent runs on
 
 
 @dataclass

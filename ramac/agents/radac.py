@@ -77,7 +77,6 @@ class RADACConfig:
     # weight's level indexed by the target sample: quantiles pulled to the median), kept
     # only to measure what it does (ramac.nets.iqn.quantile_huber_loss).
     tau_weighting: str = "current"
-    device: str = "cpu"  # the torch device the agent runs on
 
 
 class RADAC(Agent):

@@ -100,7 +100,6 @@ class RAVLConfig:
     # --seed) and every agent run loads it (train_ravl_agent.py --load_model_dir; its README,
     # "Training"), so all seeds and both RAVL variants of a dataset share one cached model.
     model_seed: int = 0
-    device: str = "cpu"  # the torch device the agent (and its model) runs on
 
 
 def dynamics_config(c: RAVLConfig) -> DynamicsConfig:
@@ -351,9 +350,13 @@ class RAVL(SACActor, Agent):
         model = self.buffer.sample(n - n_real, self.rng)
         return mix(Batch(*(t[:n_real] for t in real)), model)
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch, all_terminal: bool | None = None) -> None:
         """Roll out every ``rollout_every`` updates (and whenever the buffer is empty), then
-        one update on the mixed batch."""
+        one update on the mixed batch (whose terminals are partly the model's: unknown).
+
+        The rollout is data-dependent (a rollout stops where the model predicts terminals,
+        and its statistics are read back), so a rollout step synchronises with the host;
+        the updates in between do not."""
         if self.buffer is None:
             raise UserError(
                 f"{type(self).__name__}: attach(dataset, seed) must give the agent its data "
@@ -361,7 +364,7 @@ class RAVL(SACActor, Agent):
             )
         if self.step % self.config.rollout_every == 0 or not len(self.buffer):
             self.carry.update(self.rollout())
-        return super().update(self.mixed_batch(self.batch_to_device(batch)))
+        super().train_step(self.mixed_batch(self.batch_to_device(batch)))
 
     # -- the losses ----------------------------------------------------------------------
     def phases(self) -> list[Phase]:

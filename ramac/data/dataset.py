@@ -229,29 +229,56 @@ class Batch(NamedTuple):
     not_done: torch.Tensor  # [B, 1], 0 where the transition is terminal
 
 
+def device_arrays(dataset: OfflineDataset, device: str | torch.device = "cpu") -> Batch:
+    """Every transition of ``dataset`` as one :class:`Batch` of float32 tensors on
+    ``device``: what samplers gather their batches from, copied to the device once (the
+    samplers of a seed stack share one copy)."""
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)
+
+    return Batch(
+        tensor(dataset.observations),
+        tensor(dataset.actions),
+        tensor(dataset.rewards).reshape(-1, 1),
+        tensor(dataset.next_observations),
+        1.0 - tensor(dataset.terminals).reshape(-1, 1),
+    )
+
+
 class BatchSampler:
-    """Uniform sampling with replacement from a dataset held as tensors.
+    """Uniform sampling with replacement from a dataset held as tensors on ``device``.
 
     Each sampler owns its numpy Generator, so the data order is a function of the seed
-    alone and can be saved and restored with the run (see ``state_dict``).
+    alone (the same on every device) and can be saved and restored with the run (see
+    ``state_dict``). The row indices are drawn on the host and the batch is gathered on
+    the device; nothing is read back from it. ``arrays``: the dataset already on the
+    device (:func:`device_arrays`), shared with other samplers.
     """
 
-    def __init__(self, dataset: OfflineDataset, batch_size: int, seed: int, device: str = "cpu"):
-        def tensor(a: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)
-
-        self.obs = tensor(dataset.observations)
-        self.actions = tensor(dataset.actions)
-        self.rewards = tensor(dataset.rewards).reshape(-1, 1)
-        self.next_obs = tensor(dataset.next_observations)
-        self.not_done = 1.0 - tensor(dataset.terminals).reshape(-1, 1)
+    def __init__(
+        self,
+        dataset: OfflineDataset,
+        batch_size: int,
+        seed: int,
+        device: str | torch.device = "cpu",
+        arrays: Batch | None = None,
+    ):
+        self.device = torch.device(device)
+        arrays = device_arrays(dataset, self.device) if arrays is None else arrays
+        self.obs, self.actions, self.rewards, self.next_obs, self.not_done = arrays
+        # on the host: whether a batch bootstraps is known from its indices alone
+        self.host_not_done = 1.0 - np.asarray(dataset.terminals, dtype=np.float32)
+        self.all_terminal = False  # whether the last batch has no transition to bootstrap
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
-        self.device = device
 
     def sample(self) -> Batch:
-        idx = torch.as_tensor(self.rng.integers(0, len(self.rewards), self.batch_size))
-        idx = idx.to(self.device)
+        rows = self.rng.integers(0, len(self.rewards), self.batch_size)
+        self.all_terminal = not self.host_not_done[rows].any()
+        idx = torch.as_tensor(rows)
+        if self.device.type == "cuda":  # an asynchronous copy: the host does not wait
+            idx = idx.pin_memory().to(self.device, non_blocking=True)
         return Batch(
             self.obs[idx],
             self.actions[idx],

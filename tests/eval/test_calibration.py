@@ -176,6 +176,9 @@ class StandInAgent:
         self.config = SimpleNamespace(gamma=gamma)
         self.calls = 0
 
+    def generator(self, seed: int) -> torch.Generator:  # as Agent.generator, on the CPU
+        return torch.Generator().manual_seed(seed)
+
     def act(self, obs, generator=None):
         self.calls += 1
         obs = torch.as_tensor(np.asarray(obs), dtype=torch.float32)

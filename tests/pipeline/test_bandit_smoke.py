@@ -44,10 +44,14 @@ def test_bandit_smoke_profile_writes_every_output(tmp_path):
         config = yaml.safe_load((run / "config.yaml").read_text())
         assert config["seed"] == 0 and config["dataset"]["source"] == "bandit"
         assert "torch" in config["versions"]
+        # where it ran: recorded (auto is the CPU here), never hashed
+        assert config["device"] == "cpu" and config["compile"] is False
+        assert "device" not in config["algo_config"]
         data = np.load(run / "actions.npz")
         assert data["actions"].shape == (config["eval"]["n_actions"], 2)
         assert np.abs(data["actions"]).max() <= 1.0
-        assert json.loads((run / "metrics.json").read_text())["algo"] == algo
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["algo"] == algo and metrics["device"] == "cpu"
         assert len(pd.read_csv(run / "train_log.csv")) > 0
 
     board = pd.read_csv(out / "leaderboard.csv")
@@ -107,6 +111,9 @@ def test_every_stage_has_help_and_make_reproduce_options_parse():
         ("report", ["--workers", "3"]),
         ("figures", ["--seeds", "2"]),
         ("report", ["--no-seed-stacks"]),
+        ("evaluate", ["--compile"]),
+        ("report", ["--device", "cpu"]),
+        ("data", ["--gpus-per-run", "1"]),
     ],
 )
 def test_a_stage_rejects_the_options_it_does_not_use(stage, option, capsys):
@@ -133,6 +140,11 @@ def test_the_options_make_and_the_readme_pass_still_parse(tmp_path, capsys):
         "evaluate --profile quick --algos bc --checkpoint best --no-seed-stacks",
         "report --profile quick",
         "figures --profile quick --out o",
+        "bandit --profile smoke --device cpu --compile --executor ray --gpus-per-run 0.25",
+        "all --profile paper --device cuda:1 --compile --gpus-per-run 0.5",
+        "evaluate --profile quick --device auto",
+        "calibrate --on suite --device cpu --executor ray --gpus-per-run 0.25",
+        "frontier --device cuda --compile",
     ):
         parser.parse_args(argv.split())
     # --ray-address without --executor ray: one line, before any work.

@@ -26,7 +26,6 @@ class MeanActionConfig:
 
     batch_size: int = 64  # rows per update
     lr: float = 1e-3  # Adam's step: 20 smoke updates move the action by at most 0.02
-    device: str = "cpu"  # the torch device the agent runs on
 
 
 class ConstantAction(nn.Module):
