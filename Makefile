@@ -17,7 +17,7 @@ DEVICE ?=
 # --device for the stages that train, evaluate or calibrate, only when DEVICE is set
 DEVICE_OPT = $(if $(DEVICE),--device $(DEVICE))
 
-.PHONY: help install test test-fast lint format bandit data reproduce tables figures frontier calibrate bench clean browser
+.PHONY: help install test test-fast lint format bandit data reproduce tables figures frontier calibrate gpu-check clean browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ frontier: $(STAMP)  ## the risk-return frontier: RADAC and RAFMAC at every eta o
 calibrate: $(STAMP)  ## does the critic know the tail? every trained IQN critic of the profile's bandit and suite results against the true returns
 	$(PY) reproduce.py calibrate --profile $(PROFILE) $(DEVICE_OPT)
 	$(PY) reproduce.py calibrate --on suite --profile $(PROFILE) --data $(DATA) $(DEVICE_OPT)
+
+gpu-check: $(STAMP)  ## the prepared device check (benchmarks/gpu_check.py, under 5 min on one GPU): CPU/GPU parity, the bandit's smoke panel, updates/s with and without seed stacks, TF32 and --compile, the paper profile's projected GPU-hours -> results/gpu_check.md (DEVICE=cuda:N to pick the GPU)
+	$(PY) benchmarks/gpu_check.py --device $(or $(DEVICE),auto)
 
 # Headless Chromium for tests/reports/test_browser.py (skipped without it). Only where the
 # system allows: apt-get as root (or password-less sudo); anywhere else it says so and stops.

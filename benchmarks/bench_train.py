@@ -48,7 +48,7 @@ class RepeatedIQN(nn.Module):
         phi = F.relu(
             self.joint(torch.cat([F.relu(self.state(obs_r)), F.relu(self.action(act_r))], 1))
         )
-        i = torch.arange(N, dtype=taus.dtype)
+        i = torch.arange(N, dtype=taus.dtype, device=taus.device)
         psi = F.relu(self.tau(torch.cos(math.pi * i * taus.reshape(-1, 1))))
         return self.head(phi * psi).reshape(b, n)
 
@@ -56,10 +56,11 @@ class RepeatedIQN(nn.Module):
 class BaselineRADAC:
     """The public code's update structure: per-critic modules, optimisers and steps."""
 
-    def __init__(self) -> None:
-        self.actor = DiffusionActor(OBS, ACT, 1.0, 5, 256, 3, 16)
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.actor = DiffusionActor(OBS, ACT, 1.0, 5, 256, 3, 16).to(self.device)
         self.ema = copy.deepcopy(self.actor)
-        self.critics = [RepeatedIQN(), RepeatedIQN()]
+        self.critics = [RepeatedIQN().to(self.device), RepeatedIQN().to(self.device)]
         self.targets = [copy.deepcopy(c) for c in self.critics]
         self.critic_opts = [torch.optim.Adam(c.parameters(), lr=5e-5) for c in self.critics]
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=3e-4)
@@ -67,11 +68,11 @@ class BaselineRADAC:
     def update(self, b: Batch) -> None:
         with torch.no_grad():
             next_a = self.ema.sample(b.next_obs)
-            taus_next = torch.rand(b.obs.shape[0], N)
+            taus_next = torch.rand(b.obs.shape[0], N, device=self.device)
             z_next = torch.min(*[t(b.next_obs, next_a, taus_next) for t in self.targets])
             target = (b.rewards + b.not_done * 0.99 * z_next).clamp(-300, 300)
         for critic, opt in zip(self.critics, self.critic_opts, strict=True):
-            taus = torch.rand(b.obs.shape[0], N)
+            taus = torch.rand(b.obs.shape[0], N, device=self.device)
             loss = quantile_huber_loss(critic(b.obs, b.actions, taus), taus, target)
             opt.zero_grad()
             loss.backward()
@@ -79,7 +80,7 @@ class BaselineRADAC:
             opt.step()
         bc = self.actor.loss(b.actions, b.obs)
         a_hat = self.actor.sample(b.obs)
-        taus = 0.1 * torch.rand(b.obs.shape[0], N)
+        taus = 0.1 * torch.rand(b.obs.shape[0], N, device=self.device)
         risk = torch.min(*[c(b.obs, a_hat, taus) for c in self.critics]).mean()
         self.actor_opt.zero_grad()
         (bc - 0.02 * risk).backward()

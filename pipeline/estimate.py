@@ -41,14 +41,17 @@ def updates_left(job: Any) -> int:
 
 
 @contextlib.contextmanager
-def _untouched_random_state() -> Iterator[None]:
+def _untouched_random_state(device: Any = "cpu") -> Iterator[None]:
     """Run the block with one torch thread and restore torch's and numpy's global random
-    states after it, so that timing never changes what a run in this process draws."""
+    states after it (the GPU's too when ``device`` is one), so that timing never changes
+    what a run in this process draws."""
     import torch
 
     threads = torch.get_num_threads()
     numpy_state = np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
+    where = torch.device(device)
+    gpus = [where.index or 0] if where.type == "cuda" else []
+    with torch.random.fork_rng(devices=gpus):
         torch.set_num_threads(1)
         try:
             yield
@@ -73,15 +76,17 @@ def seconds_per_update(job: Any) -> float | None:
         end_rows=None,
         end_observations=None,
     )
-    with _untouched_random_state():
-        agent = build_agent(job.algo, head, job.seed, job.overrides, job.schedule_scale)
-        sampler = BatchSampler(head, agent.config.batch_size, seed=0)
+    device = getattr(job, "device", "cpu")
+    with _untouched_random_state(device):
+        agent = build_agent(job.algo, head, job.seed, job.overrides, job.schedule_scale, device)
+        sampler = BatchSampler(head, agent.config.batch_size, seed=0, device=agent.device)
         for _ in range(WARM_UP):
             agent.update(sampler.sample())
         start, done = time.perf_counter(), 0
         while done < TIMED and (done < 3 or time.perf_counter() - start < TIME_CAP):
-            agent.update(sampler.sample())
+            agent.train_step(sampler.sample(), sampler.all_terminal)  # as the loop runs it
             done += 1
+        agent.logged()  # waits for the device's queued work (a GPU's), so the time counts it
         return (time.perf_counter() - start) / done
 
 
