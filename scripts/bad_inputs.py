@@ -1412,6 +1412,13 @@ def trust_files_cases() -> list[Case]:
              env=(("RAMAC_DATA_DIR", "{T}/full"),), prepare=full_disk,
              want=(r"hopper-medium-gen-n3000-s0\.hdf5", "No space"), forbid="file system")
     )  # fmt: skip
+    for how in ("zero", "truncate", "garbage"):  # a damaged dynamics-model cache
+        c.append(
+            Case(f"trust-model-cache-{how}", cat,
+                 f"RAVL's cached dynamics model damaged ({how}); train ravl", "train",
+                 ("--algos", "ravl"), env=(("RAMAC_DATA_DIR", "{T}/data"),),
+                 prepare=damaged_model_cache(how), expect=("heal",), check=model_retrained)
+        )  # fmt: skip
     # processes: covered by tests (pytest), not run here
     for id, what, pattern in (
         ("trust-sigterm-train", "SIGTERM a running train: one line, 143, no locks, resumes",
@@ -1426,6 +1433,33 @@ def trust_files_cases() -> list[Case]:
 
 
 # -- issue 23 (files): set-up steps and checks of trust_files_cases
+
+
+def damaged_model_cache(how: str) -> Callable[[Ctx], None]:
+    """A ``prepare``: the smoke data in ``$T/data``, a RAVL run (4 updates, one seed) that
+    caches its dynamics model in ``$T/data/models``, then that cache damaged (``how``)."""
+
+    def prepare(ctx: Ctx) -> None:
+        folder = ctx.dir / "data" / "generated"
+        folder.mkdir(parents=True)
+        for path in (ctx.session.fixture("data") / "generated").glob(f"{SMOKE_DATA}.*"):
+            shutil.copy(path, folder / path.name)
+        command = [sys.executable, str(ctx.root / "reproduce.py"), "train", "--algos", "ravl"]
+        command += [*FIX, "--seeds", "1", "--out", str(ctx.dir / "first")]
+        subprocess.run(command, env=ctx.env, cwd=ctx.root, capture_output=True, check=True)
+        (cache,) = (ctx.dir / "data" / "models").glob("*.pt")
+        ctx.damage(cache, how)
+
+    return prepare
+
+
+def model_retrained(ctx: Ctx) -> str | None:
+    """The damaged cache moved under ``models/corrupt/`` and a readable model cached anew."""
+    models = ctx.dir / "data" / "models"
+    if not list((models / "corrupt").glob("*.pt*")):
+        return "the damaged cache was not moved to models/corrupt/"
+    problem = next((_torch_loads(p) for p in models.glob("*.pt")), "no model cached anew")
+    return problem or trained(ctx)
 
 
 class Payload:

@@ -116,3 +116,18 @@ def test_a_ravl_run_never_runs_a_cached_model(tmp_path, data_dir):
     assert not marker.exists()
     assert corrupt_files(data_dir / "models", cache.name)  # moved aside, then trained anew
     assert load_torch_file(cache)["weights"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["empty", "cut", "random"])
+def test_a_damaged_model_cache_is_moved_aside_and_trained_anew(tmp_path, data_dir, damage):
+    args = [*SMOKE, "--algos", "ravl"]
+    assert main(["train", *args, "--out", str(tmp_path / "first")]) == 0
+    (cache,) = (data_dir / "models").glob("*.pt")
+    data = cache.read_bytes()
+    damaged = {"empty": b"", "cut": data[: len(data) // 2], "random": os.urandom(len(data))}
+    cache.write_bytes(damaged[damage])
+    assert main(["train", *args, "--out", str(tmp_path / "second")]) == 0  # no error, no trace
+    (aside,) = corrupt_files(data_dir / "models", cache.name + "*")
+    assert aside.read_bytes() == damaged[damage]  # kept for a person to look at
+    assert load_torch_file(cache)["weights"]  # and a readable model in its place
