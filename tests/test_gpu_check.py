@@ -45,7 +45,7 @@ def test_parity_on_the_cpu_is_exact():
     assert check.loss_rdiff == 0.0 and check.cvar_rdiff == 0.0 and check.ok
 
 
-def rate(algo, seeds, per_second, tf32=True, compiled=False):
+def rate(algo, seeds, per_second, tf32=False, compiled=False):
     r = gpu_check.Rate("ramac", algo, seeds, tf32, compiled)
     r.updates_per_s = per_second
     return r
@@ -55,7 +55,8 @@ def test_projected_hours_by_hand():
     rates = [
         rate("radac", 1, 10.0),
         rate("radac", 5, 5.0),  # stack updates/s: 25 seed-updates/s
-        rate("radac", 5, 99.0, compiled=True),  # not the default: ignored
+        rate("radac", 5, 99.0, compiled=True),  # not as training runs it: ignored
+        rate("radac", 5, 98.0, tf32=True),  # nor this
         rate("bc", 1, 100.0),
         rate("bc", 5, float("nan")),  # failed: no stacked rate
     ]
@@ -88,6 +89,7 @@ def test_the_quick_check_writes_its_report_on_the_cpu(tmp_path):
     for heading in ("## Parity", "## The bandit's smoke panel", "## Throughput", "projected"):
         assert heading in text
     assert "| radac | critic_loss | 0.00e+00 |" in text and "| RADAC | BC |" in text
-    assert "| radac (public-code style) | 1 | on |" in text and "| radac | 5 | on | no |" in text
-    assert "GPU-hours" in text and "Not included: ravl, ravl_cvar" in text
+    assert "| radac (public-code style) | 1 | off |" in text and "| radac | 5 | off | no |" in text
+    assert "| 1 | on |" not in text  # TF32 means nothing on the CPU
+    assert "CPU-hours" in text and "Not included: ravl, ravl_cvar" in text
     assert (tmp_path / "gpu_check-bandit.png").read_bytes()[:4] == b"\x89PNG"
