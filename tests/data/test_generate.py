@@ -216,19 +216,10 @@ def test_command_line(tmp_path, policy_dir, capsys):
 def test_a_fall_in_a_generated_file_is_labelled_from_the_fallen_pose(tmp_path):
     """The hand-made two-episode file of tests/data/test_d4rl.py, as a generated file (with
     the metadata the generator writes): the same labels through load_generated."""
-    from test_d4rl import FALL, PITCH, RESET, check_fall_labels, hopper_fall_arrays
+    from test_d4rl import FALL, PITCH, RESET, check_fall_labels
 
-    path = tmp_path / default_path("hopper", "medium-replay", 5, 0).name
-    meta = {
-        "generator": "gen-1", "task": "hopper", "kind": "medium-replay", "env_id": "Hopper-v5",
-        "seed": 0, "size": 5,
-        "segments": [{"role": "medium", "file": "p.npz", "sha256": "0", "step": 1, "steps": 5}],
-    }  # fmt: skip
-    with h5py.File(path, "w") as f:
-        for key, value in hopper_fall_arrays().items():
-            f.create_dataset(key, data=value)
-        f.create_dataset("metadata/json", data=json.dumps(meta))
-    data = load_generated("hopper", "medium-replay", tmp_path, size=5, seed=0)
+    generated_file(tmp_path)
+    data = load(tmp_path)
     assert data.next_observations[FALL, 1] == PITCH[RESET]  # d4rl's semantics for training
     assert (data.provenance.env_id, data.provenance.extra["unlabelled_end_rows"]) == (
         "Hopper-v5",
@@ -259,7 +250,8 @@ def test_generated_falls_are_judged_on_the_stored_post_step_state(tmp_path, poli
 
 def generated_file(tmp_path: Path, meta_text: str | None = None, **changes) -> Path:
     """A hand-made generated file of hopper-medium-replay (size 5, seed 0) under its default
-    name in ``tmp_path``: 5 rows of zeros, with ``changes`` to its arrays and its metadata."""
+    name in ``tmp_path``: the two-episode hopper fall of tests/data/test_d4rl.py, with
+    ``changes`` to its arrays and ``meta_text`` for its metadata."""
     from test_d4rl import hopper_fall_arrays
 
     path = tmp_path / default_path("hopper", "medium-replay", 5, 0).name
