@@ -13,6 +13,7 @@ aside with :func:`move_aside`, never deleted, so that the run can redo it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import sys
@@ -197,13 +198,20 @@ def read_table(path: str | os.PathLike, columns: tuple[str, ...] = ()) -> pd.Dat
     return table
 
 
+class NotRegularFile(IsADirectoryError):
+    """A FIFO, device or folder where a record (a regular file) should be."""
+
+    def __str__(self) -> str:
+        return f"not a regular file (a FIFO, device or folder): {self.filename}"
+
+
 def require_regular_file(path: str | os.PathLike) -> Path:
     """``path`` when it is a regular file; an ``OSError`` naming it otherwise (missing, a
     folder, a FIFO or a device: opening a FIFO where a record should be would wait forever)."""
     path = check_inside(path, follow=True)
     mode = os.stat(path).st_mode  # FileNotFoundError when missing
     if not stat.S_ISREG(mode):
-        raise IsADirectoryError(0, "not a regular file", str(path))
+        raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
     return path
 
 
