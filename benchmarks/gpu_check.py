@@ -475,12 +475,16 @@ def throughput_section(
     measured = [a for a in measured if a not in missing]
     text = [
         "## Throughput\n\n",
-        f"Per case: {budget.warmup} warm-up updates, then blocks of {max(budget.min_updates, 1)} "
+        f"Per case: {budget.warmup} warm-up update(s), then blocks of {max(budget.min_updates, 1)} "
         f"updates for {budget.seconds:g} s (three blocks at least), the median block's rate; "
         "a training step as the loop runs it between logging steps (nothing read back). "
         "x baseline: seed-updates/s over the public-code-style RADAC's "
         "updates/s at the same TF32 setting.\n\n",
         rate_table(rates),
+        ""
+        if budget.project
+        else "\n--quick: a block of one update; these rates check the code "
+        "path, they are no measurement.\n",
         "\n## The paper profile, projected\n\n",
         f"{', '.join(measured)} x {PAPER_DATASETS} datasets x {STACK} seeds x {PAPER_STEPS:,} "
         f"updates at their rates above (as training runs them: uncompiled, TF32 off; every "
