@@ -97,7 +97,7 @@ COMPOSED_MISH, SPLIT_CHAIN = Mish.forward, TimeConditionedMLP.along_chain
 ONE_TARGET = common.terminal_targets
 WIDE_IQN = {
     "radac": {"embed_dim": 64, "n_cos": 64, "head_hidden": 128},
-    "codac": {"embed_dim": 64, "n_cos": 64, "head_hidden": 128},
+    "codac": {"n_cos": 64, "head_hidden": 128},
     "rafmac": {"embed_dim": 128, "head_hidden": 128},
 }
 CASES = ("sampled", "unfused", "n-targets", "wide-iqn", "now")

@@ -1,7 +1,9 @@
 """Tail calibration: does a distributional critic know the tail of the returns it predicts?
 
 For an agent with an IQN critic (RADAC, RAFMAC, the ORAAC family, CODAC: ``agent.critic`` an
-:class:`~ramac.nets.iqn.IQNEnsemble`, ``agent.act(obs, generator)`` its evaluated policy),
+:class:`~ramac.nets.iqn.IQNEnsemble`, or CODAC's
+:class:`~ramac.nets.quantile_mlp.QuantileMlpEnsemble`; ``agent.act(obs, generator)`` its
+evaluated policy),
 the critic's predicted return distribution at a state is set against the returns the same
 policy gets from that state. Three numbers per state, and per run their mean over states:
 the gap in mean, the gap in CVaR_alpha (alpha = 0.1), and a calibration curve (predicted vs
@@ -207,7 +209,8 @@ def critic_atoms(
 ) -> np.ndarray:
     """The critic's predicted quantile function at ``n_levels`` midpoints, min over members.
 
-    ``critic(obs [B, ds], actions [B, da], taus [N]) -> [E, B, N]`` (an IQNEnsemble);
+    ``critic(obs [B, ds], actions [B, da], taus [N]) -> [E, B, N]`` (an IQN or a QuantileMlp
+    ensemble);
     ``obs`` [S, ds] and ``actions`` [S, K, da] (K actions per state, or [S, da] for one).
     Returns [S, K, n_levels]: min_e Z_e(s, a_k, tau_m) at tau_m = (m + 1/2) / n_levels.
     """

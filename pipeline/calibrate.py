@@ -31,6 +31,7 @@ from ramac.config import RETIRED, build, read_yaml
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv, problem_of
 from ramac.nets.iqn import IQNEnsemble
+from ramac.nets.quantile_mlp import QuantileMlpEnsemble
 
 POINTS, CURVE = "calibration.csv", "calibration_curve.csv"
 N_STATES = 5  # evaluation start states per run (the first of its recorded episode seeds)
@@ -46,8 +47,9 @@ def _may_be_iqn(algo: str) -> bool:
 
 
 def has_iqn_critic(agent: Any) -> bool:
-    """Whether ``agent``'s critic is an IQN ensemble (a distributional critic to check)."""
-    return isinstance(getattr(agent, "critic", None), IQNEnsemble)
+    """Whether ``agent``'s critic is an implicit quantile ensemble (a distributional critic to
+    check): the IQN critics, or CODAC's QuantileMlp (the same call, [E, B, N] quantiles)."""
+    return isinstance(getattr(agent, "critic", None), IQNEnsemble | QuantileMlpEnsemble)
 
 
 def _gather(root: Path, records: list[tuple[dict, pd.DataFrame, pd.DataFrame]]) -> Path:

@@ -33,7 +33,8 @@ TINY = {
         "cql_lagrange": True,
         "entropy_tuning": True,
     },
-    "codac": IQN
+    # CODAC's QuantileMlp has no separate embedding width (its tau embedding is the base's)
+    "codac": {"critic_hidden": 16, "head_hidden": 16, "n_quantiles": 8, "n_cos": 8}
     | {
         "actor_hidden": 16,
         "cql_n_actions": 3,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+import ramac.config
 from ramac.agents.common import bootstrap_known, grad_step
 from ramac.config import algo_values, build, refuse_retired, scale_schedules
 from ramac.config_checks import check_config
@@ -279,9 +280,11 @@ def register(
 ) -> None:
     """Add an algorithm to :data:`AGENTS` under ``name`` (= its ``configs/algos`` file stem).
 
-    ``yaml_of``: a variant that differs from algorithm ``yaml_of`` only in its Config's
-    defaults reads that algorithm's per-dataset overrides, so they are never written twice
-    (``radac_public_loss`` reads ``configs/algos/radac.yaml``).
+    ``yaml_of``: a variant that shares algorithm ``yaml_of``'s per-dataset settings reads
+    that algorithm's overrides, so they are never written twice (``radac_public_loss`` reads
+    ``configs/algos/radac.yaml``). If it also has a file of its own, that file holds only
+    the variant's own settings per dataset and wins where both set a key
+    (:func:`override_files`: ``rafmac`` reads radac.yaml, then rafmac.yaml for its actor's).
     """
     if name in AGENTS:
         raise ValueError(f"agent '{name}' registered twice")
@@ -289,8 +292,30 @@ def register(
 
 
 def yaml_name(name: str) -> str:
-    """The stem of the ``configs/algos`` file that holds ``name``'s per-dataset overrides."""
+    """The stem of the ``configs/algos`` file that holds ``name``'s per-dataset overrides
+    (for a variant with ``yaml_of`` that also has its own file: the shared one)."""
     return AGENTS[name].yaml_of or name
+
+
+def override_files(name: str) -> list[str]:
+    """The ``configs/algos`` stems ``name`` reads per dataset, in order; a later file's key
+    wins: ``yaml_of``'s file, then the variant's own when it has one."""
+    shared = yaml_name(name)
+    own = ramac.config.CONFIG_DIR / "algos" / f"{name}.yaml"  # read late: tests move it
+    return [shared, name] if shared != name and own.exists() else [shared]
+
+
+def dataset_values(name: str, dataset: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """``name``'s per-dataset overrides (:func:`override_files` merged) and, per key, the
+    file and dataset it came from."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for stem in override_files(name):
+        own = algo_values(stem, dataset)
+        values |= own
+        where = f"configs/algos/{stem}.yaml" + (f" [{dataset}]" if dataset else "")
+        sources |= dict.fromkeys(own, where)
+    return values, sources
 
 
 def make_config(
@@ -301,8 +326,8 @@ def make_config(
     overrides_from: str | None = None,
 ) -> Any:
     """The config of ``name``: its Config dataclass's defaults, then the dataset's overrides in
-    ``configs/algos/<name>.yaml``, then ``overrides``, with schedule lengths scaled by
-    ``schedule_scale`` (run budget / paper budget).
+    ``configs/algos/<name>.yaml`` (:func:`override_files`), then ``overrides``, with schedule
+    lengths scaled by ``schedule_scale`` (run budget / paper budget).
 
     Every value is checked against its type and range (:mod:`ramac.config_checks`); a bad
     one is a one-line UserError naming the key and where the value came from: the YAML
@@ -312,11 +337,10 @@ def make_config(
     _load_all()
     if name not in AGENTS:
         raise UserError(f"unknown algorithm '{name}' (known: {', '.join(sorted(AGENTS))})")
-    values = algo_values(yaml_name(name), dataset)
-    where = f"configs/algos/{yaml_name(name)}.yaml" + (f" [{dataset}]" if dataset else "")
-    sources = dict.fromkeys(values, where) | dict.fromkeys(
-        overrides or {}, overrides_from or f"{name} override"
-    )
+    values, sources = dataset_values(name, dataset)
+    files = " + ".join(f"configs/algos/{stem}.yaml" for stem in override_files(name))
+    where = files + (f" [{dataset}]" if dataset else "")
+    sources |= dict.fromkeys(overrides or {}, overrides_from or f"{name} override")
     values.update(overrides or {})
     for key in values:  # a setting no config holds any more: one line naming its source
         refuse_retired(sources[key], {key})

@@ -1,7 +1,7 @@
 """CODAC, conservative offline distributional actor-critic (Ma, Jayaraman, Bastani,
 NeurIPS 2021, arXiv 2107.06106).
 
-A SAC-style tanh-Gaussian actor and twin IQN critics Z_e(s, a; tau). The critics minimise
+A SAC-style tanh-Gaussian actor and twin quantile critics Z_e(s, a; tau). The critics minimise
 the quantile Huber TD loss plus the CQL(H) penalty applied to the quantiles (paper eq. 8):
     w * E_tau E_s[ log sum_k exp(Z(s, a_k; tau) - log mu(a_k)) - Z(s, a_data; tau) ],
 with the same uniform / pi(s) / pi(s') actions and importance weights as CQL
@@ -20,10 +20,10 @@ copied. Differences, each deliberate:
 - the actor's levels are sampled, tau = beta(u) (the toolkit's estimator, as RADAC and
   ORAAC); the code weights 32 IQN-style levels by beta'(tau), clamped at 5, which for
   CVaR_0.1 gives half the CVaR's weight (and its D4RL runs are risk-neutral by default);
-- the critics are the toolkit's IQN ensemble (``ramac.nets.iqn``: separate state and action
-  layers, ReLU tau embedding, no layer norm; the code's QuantileMlp has one layer on [s, a],
-  a layer-normed sigmoid tau embedding) at the code's widths (256, 64 cosines, 32 levels),
-  with tau ~ U(0, 1) for the TD loss (the code: normalised random fractions and midpoints);
+- the critics are the code's QuantileMlp (``ramac.nets.quantile_mlp``: one layer on
+  [s, a], LayerNorm after every hidden layer, a sigmoid tau embedding; widths 256, 64
+  cosines, 32 levels), held as one ensemble, with tau ~ U(0, 1) for the TD loss (the code:
+  normalised random fractions and midpoints);
 - the penalty's data term is Z(s, a_data) at the penalty's own levels (the code subtracts the
   mean over the TD levels: the same in expectation, with more variance);
 - the target actor starts as a copy of the actor (the code builds it with fresh weights);
@@ -41,7 +41,6 @@ from ramac.agents.base import register
 from ramac.agents.common import (
     Distortion,
     distortion_from,
-    make_iqn,
     no_bootstrap,
     terminal_targets,
 )
@@ -49,6 +48,7 @@ from ramac.agents.cql import ConservativeSAC, conservative_gap, repeat
 from ramac.data.dataset import Batch
 from ramac.nets.common import polyak_update
 from ramac.nets.iqn import quantile_huber_loss
+from ramac.nets.quantile_mlp import QuantileMlpEnsemble
 
 
 @dataclass
@@ -74,11 +74,12 @@ class CODACConfig:
     backup_entropy: bool = True  # TD target minus alpha log pi(a'|s') (codac.py)
     n_critics: int = 2  # zf1, zf2
     n_quantiles: int = 32  # num_quantiles: levels per TD loss and per actor step
-    critic_hidden: int = 256  # hidden_size
-    embed_dim: int = 256  # the code's product width (QuantileMlp last hidden size 256)
-    n_cos: int = 64  # QuantileMlp embedding_size
-    head_hidden: int = 256  # QuantileMlp merge layer
-    critic_activation: str = "relu"  # ramac.nets.iqn.ACTIVATIONS
+    # The critic, ramac.nets.quantile_mlp (codac.py: QuantileMlp(hidden_sizes=[hidden_size,
+    # hidden_size]), hidden_size 256):
+    critic_hidden: int = 256  # the [s, a] layer and the tau embedding (hidden_sizes[-2])
+    n_cos: int = 64  # cosine features, i = 1..64 (QuantileMlp embedding_size)
+    head_hidden: int = 256  # the merge layer after the product (hidden_sizes[-1])
+    critic_activation: str = "relu"  # its ReLUs (ramac.nets.iqn.ACTIVATIONS)
     # current = the correct quantile Huber loss; target = THE PUBLIC RADAC CODE'S BUG (the
     # weight's level indexed by the target sample: quantiles pulled to the median), kept
     # only to measure what it does (ramac.nets.iqn.quantile_huber_loss).
@@ -103,7 +104,8 @@ def distorted_value(
 
 
 class CODAC(ConservativeSAC):
-    """SAC-style actor + twin IQN critics with the CQL penalty on their quantiles."""
+    """SAC-style actor + twin quantile critics (CODAC's QuantileMlp) with the CQL penalty on
+    their quantiles."""
 
     log_alpha_prime_init = 0.0  # codac.py: log_alpha_prime = zeros(1)
 
@@ -111,7 +113,16 @@ class CODAC(ConservativeSAC):
         super().__init__(obs_dim, act_dim, max_action, config)
         c = config
         self.distortion = distortion_from(c.risk, c.risk_param)
-        self.critic = self.add_net("critic", make_iqn(obs_dim, act_dim, c))
+        critic = QuantileMlpEnsemble(
+            obs_dim,
+            act_dim,
+            c.n_critics,
+            c.critic_hidden,
+            c.n_cos,
+            c.head_hidden,
+            activation=c.critic_activation,
+        )
+        self.critic = self.add_net("critic", critic)
         self.critic_target = self.add_frozen("critic_target", self.critic)
         self.actor_target = self.add_frozen("actor_target", self.actor)
         self.optims["critic"] = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic)

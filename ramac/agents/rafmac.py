@@ -11,14 +11,17 @@ is not inverted, rewards are not clamped to [-1, 1], and the learning rates, alp
 distortion are wired from the config. The EMA (its ``ema_v``, saved but unused there)
 provides the target actions, as in RADAC.
 
-The risk weight. In the public code eta = 1000 multiplies a normalised (~ +-1) Q term whose
-gradient reaches only the unused student; carried over to the evaluated Euler policy it
-leaves BC ~0.1% of the loss, and the policy saturates at +-1 (docs/fidelity.md: after 500
-updates on generated HalfCheetah medium-expert, 94% of action coordinates at +-1, return
--112 vs BC's 22-41). RAFMAC and RADAC are one actor loss with two samplers (paper §4:
-lambda_bc * BC - eta * CVaR), so RAFMAC takes RADAC's per-dataset eta, warm-up and ramp on
-the same unnormalised CVaR term: the risk term then pulls each sampled action with the same
-force in both, and each BC loss is an O(1) regression (eps-MSE vs velocity-MSE).
+RAFMAC is RADAC with a flow actor. The paper writes one actor loss for both instantiations
+(lambda_bc * BC - eta * CVaR_alpha(Z(s, a_hat)), a_hat sampled through the actor's chain;
+only the sampler differs) and gives no RAFMAC hyperparameter of its own (no table; the
+public rafmac.yaml is the only source; docs/fidelity.md, "RAFMAC = RADAC with a flow
+actor"). So everything but the actor is RADAC's, per dataset, read from
+configs/algos/radac.yaml: the critics (widths, levels, critic lr, TD targets clamped at
++-300, +-150 on hopper-medium-replay), lambda_bc, eta and its warm-up, on the same
+unnormalised CVaR term. The risk weight only means the same thing on critics of the same
+scale: with the public RAFMAC's critic (no clamp, lr 3e-4) eta would pull on another
+scale. RAFMAC's own settings are its flow actor's (configs/rafmac.yaml
+and RAFMACConfig): K Euler steps, width 128, EMA start, and the public grad_norm.
 """
 
 from __future__ import annotations
@@ -37,27 +40,22 @@ from ramac.nets.mlp import Mish, mlp
 
 @dataclass
 class RAFMACConfig(RADACConfig):
-    """RAFMAC hyperparameters: configs/rafmac.yaml and agents/rafmac.py of KaiFukazawa/RAMAC @
-    f2c1ed6 (docs/reference-code.md, "RAFMAC", quoted below as "RAFMAC"), RADAC's elsewhere;
-    configs/algos/rafmac.yaml overrides them per dataset."""
+    """RAFMAC hyperparameters: RADAC's (and radac.yaml's per dataset) but for the flow actor's,
+    which are configs/rafmac.yaml and agents/rafmac.py of KaiFukazawa/RAMAC @ f2c1ed6
+    (docs/reference-code.md, "RAFMAC", quoted below as "RAFMAC"); configs/algos/rafmac.yaml
+    holds only these per dataset (read after radac.yaml: ``ramac.agents.base.override_files``).
+    The time embedding keeps RADAC's 16 frequencies, not the public Sinusoidal(4): FlowActor
+    scales t by 1000, which a 4-dim embedding (frequencies 1 and 1e-4) would alias."""
 
-    lr_actor: float = 3e-4  # main.py never passes the yaml lrs: Adam 3e-4 for all ("RAFMAC")
-    lr_critic: float = 3e-4  # the same Adam 3e-4 ("RAFMAC")
     grad_norm: float = 0.6  # 0.6 on medium-expert, 0.8 on medium-replay ("RAFMAC": yaml values)
     n_steps: int = 10  # Euler steps K, flow_steps ("RAFMAC", "Flow matching")
     actor_hidden: int = 128  # velocity field width h = 128 ("RAFMAC", "Networks")
-    # 16, not the public Sinusoidal(4): FlowActor scales t by 1000, which a 4-dim
-    # embedding (frequencies 1 and 1e-4) would alias; 16 frequencies span it.
-    time_dim: int = 16
-    eta: float = 0.02  # RADAC's per-dataset eta on the raw CVaR term (see the docstring)
-    normalize_q: bool = False  # as RADAC (the public eta 1000 on a normalised term: no)
     ema_start: int = 500  # the public ``ema_v``: every 5 steps after step 500 ("RAFMAC")
-    n_quantiles: int = 32  # 32 levels per call ("RAFMAC", "Networks")
-    critic_hidden: int = 128  # state / action layers [h] ("RAFMAC", "Networks")
-    embed_dim: int = 128  # embedding h ("RAFMAC", "Networks")
-    n_cos: int = 32  # cosine dim 32 ("RAFMAC", "Networks")
-    head_hidden: int = 128  # f layer [h] ("RAFMAC", "Networks")
-    q_clip: float | None = None  # rafmac.yaml sets none (docs/reference-code.md, "RAMAC main.py")
+
+
+# RAFMAC's own keys: what it sets apart from RADAC on a D4RL dataset (its flow actor's, and
+# the public grad_norm); every other key is RADAC's (tests/agents/test_agents_config.py).
+RAFMAC_OWN = ("grad_norm", "n_steps", "actor_hidden", "ema_start")
 
 
 class RAFMAC(RADAC):
@@ -66,17 +64,28 @@ class RAFMAC(RADAC):
     actor_kind = "flow"
 
 
-register("rafmac", RAFMACConfig, RAFMAC, "RAFMAC")
+register("rafmac", RAFMACConfig, RAFMAC, "RAFMAC", yaml_of="radac")
 
 
 @dataclass
 class RAFMACPublicConfig(RAFMACConfig):
-    """RAFMAC as configs/rafmac.yaml of the public code trains it (see RAFMACPublic)."""
+    """RAFMAC as configs/rafmac.yaml of the public code trains it (see RAFMACPublic): its
+    critics, learning rates and risk weight, not RADAC's ("RAFMAC" as in RAFMACConfig)."""
 
+    lr_actor: float = 3e-4  # main.py never passes the yaml lrs: Adam 3e-4 for all ("RAFMAC")
+    lr_critic: float = 3e-4  # the same Adam 3e-4 ("RAFMAC")
+    lambda_bc: float = 1.0  # rafmac.yaml sets no BC weight: BC enters at weight 1 ("RAFMAC")
     eta: float = 1000.0  # rafmac.yaml: on the normalised Q term of the student
+    eta_warmup_steps: int = 0  # rafmac.yaml has no warm-up
     normalize_q: bool = True  # rafmac.yaml normalize_q_loss: true
     risk: str = "neutral"  # its default path evaluates the critics at uniform levels
     risk_param: float | None = None  # neutral has no parameter
+    n_quantiles: int = 32  # 32 levels per call ("RAFMAC", "Networks")
+    critic_hidden: int = 128  # state / action layers [h] ("RAFMAC", "Networks")
+    embed_dim: int = 128  # embedding h ("RAFMAC", "Networks")
+    n_cos: int = 32  # cosine dim 32 ("RAFMAC", "Networks")
+    head_hidden: int = 128  # f layer [h] ("RAFMAC", "Networks")
+    q_clip: float | None = None  # rafmac.yaml sets none (docs/reference-code.md, "RAMAC main.py")
 
 
 class RAFMACPublic(RAFMAC):

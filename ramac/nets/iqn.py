@@ -13,12 +13,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def cosine_embedding(taus: Tensor, n_cos: int) -> Tensor:
+def cosine_embedding(taus: Tensor, n_cos: int, first: int = 0) -> Tensor:
     """Cosine features of quantile levels: taus [..., N] -> [..., N, n_cos], cos(pi i tau).
 
-    i = 0..n_cos-1 (docs/reference-code.md, "RADAC", "IQN critic"; Dabney et al. 2018, eq. 4).
+    i = first..first+n_cos-1: from 0 in the IQN critics (docs/reference-code.md, "RADAC",
+    "IQN critic"; Dabney et al. 2018, eq. 4), from 1 in CODAC's QuantileMlp
+    (``ramac.nets.quantile_mlp``).
     """
-    i = torch.arange(n_cos, device=taus.device, dtype=taus.dtype)
+    i = torch.arange(first, first + n_cos, device=taus.device, dtype=taus.dtype)
     return torch.cos(math.pi * i * taus.unsqueeze(-1))
 
 

@@ -10,6 +10,7 @@ from tiny_data import RAVL_TINY, RAVL_TINY_IQN, tiny_dataset, tiny_model
 from ramac.agents import AGENTS, codac, common, make_agent
 from ramac.data.dataset import Batch
 from ramac.nets.iqn import IQNEnsemble, quantile_huber_loss
+from ramac.nets.quantile_mlp import QuantileMlpEnsemble
 
 OBS_DIM, ACT_DIM = 3, 2
 
@@ -64,7 +65,8 @@ TINY = {
         cql_lagrange=True,
         entropy_tuning=True,
         alpha=1.0,
-        **_IQN,
+        # CODAC's QuantileMlp: its tau embedding has the base's width (no embed_dim)
+        **{k: v for k, v in _IQN.items() if k != "embed_dim"},
     ),
 }
 TINY["ravl_cvar"] = RAVL_TINY | RAVL_TINY_IQN
@@ -94,10 +96,11 @@ def test_every_agent_has_tiny_settings():
 
 
 def test_tau_weighting_is_a_setting_of_exactly_the_iqn_agents():
-    """Every agent with an IQN critic, and only those, names its critic loss's weighting."""
+    """Every agent with an IQN critic (CODAC's QuantileMlp included), and only those, names its
+    critic loss's weighting."""
     for name in NAMES:
         agent = make(name)
-        has_iqn = isinstance(getattr(agent, "critic", None), IQNEnsemble)
+        has_iqn = isinstance(getattr(agent, "critic", None), IQNEnsemble | QuantileMlpEnsemble)
         assert hasattr(agent.config, "tau_weighting") == has_iqn, name
         if has_iqn:
             expected = "target" if name == "radac_public_loss" else "current"

@@ -10,9 +10,10 @@ import pytest
 
 import ramac.config
 from ramac.agents import AGENTS, make_agent, make_config
-from ramac.agents.base import yaml_name
+from ramac.agents.base import dataset_values, override_files, yaml_name
 from ramac.agents.oraac import ORAAC, ORAACConfig, ORAACDiffConfig, ORAACFlowConfig
-from ramac.config import CONFIG_DIR, algo_values, config_hash, read_yaml
+from ramac.agents.rafmac import RAFMAC_OWN
+from ramac.config import CONFIG_DIR, config_hash, read_yaml
 from ramac.errors import UserError
 from ramac.nets.diffusion import DiffusionActor
 from ramac.nets.flow import FlowActor
@@ -73,7 +74,7 @@ def test_every_default_and_override_builds(name, dataset):
     config = make_config(name, dataset)
     assert isinstance(config, AGENTS[name].config_cls)
     # Every override is applied as written; every other field is the dataclass default.
-    values = algo_values(yaml_name(name), dataset)
+    values, _ = dataset_values(name, dataset)
     assert {k: getattr(config, k) for k in values} == values
     defaults = AGENTS[name].config_cls()
     for field in dataclasses.fields(config):
@@ -87,12 +88,13 @@ def test_every_default_and_override_builds(name, dataset):
 def test_yaml_holds_only_overrides_of_config_fields(name):
     """One source per default: the YAML has no ``defaults:`` block, and every key under
     ``overrides:`` names a field of the algorithm's Config dataclass."""
-    data = read_yaml(CONFIG_DIR / "algos" / f"{yaml_name(name)}.yaml")
-    assert set(data) <= {"overrides"}, f"{name}.yaml: only 'overrides:' belongs at the top"
     fields = {f.name for f in dataclasses.fields(AGENTS[name].config_cls)}
-    for dataset, values in (data.get("overrides") or {}).items():
-        assert isinstance(values or {}, dict), (name, dataset)
-        assert set(values or {}) <= fields, (name, dataset, sorted(set(values) - fields))
+    for stem in override_files(name):
+        data = read_yaml(CONFIG_DIR / "algos" / f"{stem}.yaml")
+        assert set(data) <= {"overrides"}, f"{stem}.yaml: only 'overrides:' belongs at the top"
+        for dataset, values in (data.get("overrides") or {}).items():
+            assert isinstance(values or {}, dict), (stem, dataset)
+            assert set(values or {}) <= fields, (stem, dataset, sorted(set(values) - fields))
 
 
 @pytest.mark.parametrize("name", sorted(AGENTS))
@@ -132,20 +134,83 @@ def test_unknown_yaml_override_key_is_a_user_error(monkeypatch, tmp_path):
 def test_variants_state_only_what_differs_from_their_base():
     """Variants are registered with a Config subclass (or their base's Config) that holds
     their defaults; their YAML files hold only per-dataset overrides."""
-    base, public = make_config("rafmac"), make_config("rafmac_public")
-    changed = {
-        f.name for f in dataclasses.fields(base) if getattr(base, f.name) != getattr(public, f.name)
-    }
-    assert changed == {"eta", "normalize_q", "risk", "risk_param"}
-    assert (public.eta, public.normalize_q, public.risk, public.risk_param) == (
-        1000.0,
-        True,
-        "neutral",
-        None,
-    )
     assert make_config("oraac_published") == make_config("oraac")
     assert AGENTS["oraac_published"].config_cls is ORAACConfig
     assert make_config("oraac").actor_hidden == [400, 300]
+
+
+# RADAC's critic lr per dataset (configs/radac.yaml of KaiFukazawa/RAMAC @ f2c1ed6)
+RADAC_CRITIC_LR = {
+    "halfcheetah-medium-expert-v2": 5e-5,
+    "halfcheetah-medium-replay-v2": 5e-5,
+    "hopper-medium-expert-v2": 1e-5,
+    "hopper-medium-replay-v2": 1e-5,
+    "walker2d-medium-expert-v2": 1e-5,
+    "walker2d-medium-replay-v2": 5e-6,
+}
+
+
+def test_rafmac_is_radac_with_a_flow_actor():
+    """On each of the six datasets RAFMAC's resolved config is RADAC's (read from radac.yaml:
+    critics, critic lr, TD-target clamp, lambda_bc, eta and warm-up) on every key but its
+    flow actor's own (RAFMAC_OWN), whose values are pinned here."""
+    assert override_files("rafmac") == ["radac", "rafmac"]
+    for dataset in SIX:
+        radac = dataclasses.asdict(make_config("radac", dataset))
+        rafmac = dataclasses.asdict(make_config("rafmac", dataset))
+        own = {k: rafmac.pop(k) for k in RAFMAC_OWN}
+        assert rafmac == {k: v for k, v in radac.items() if k not in RAFMAC_OWN}, dataset
+        grad_norm = 0.6 if "medium-expert" in dataset else 0.8  # the public rafmac.yaml
+        assert own == {"grad_norm": grad_norm, "n_steps": 10, "actor_hidden": 128, "ema_start": 500}
+        # what radac.yaml says, now RAFMAC's too (docs/fidelity.md, "RAFMAC = RADAC ...")
+        assert rafmac["q_clip"] == (150.0 if dataset == "hopper-medium-replay-v2" else 300.0)
+        assert rafmac["lambda_bc"] == (
+            1.5 if dataset in ("hopper-medium-replay-v2", "walker2d-medium-expert-v2") else 1.0
+        )
+        assert rafmac["lr_critic"] == RADAC_CRITIC_LR[dataset]
+        assert not rafmac["normalize_q"] and rafmac["risk"] == "cvar"
+
+
+# rafmac_public's settings before RAFMAC took RADAC's (the public design), pinned: every
+# dataset resolves to these, with grad_norm 0.6 on medium-expert and 0.8 on medium-replay.
+RAFMAC_PUBLIC = dict(
+    lr_actor=3e-4,
+    lr_critic=3e-4,
+    lambda_bc=1.0,
+    eta=1000.0,
+    eta_warmup_steps=0,
+    eta_ramp_steps=0,
+    normalize_q=True,
+    risk="neutral",
+    risk_param=None,
+    q_clip=None,
+    n_quantiles=32,
+    critic_hidden=128,
+    embed_dim=128,
+    n_cos=32,
+    head_hidden=128,
+    n_steps=10,
+    actor_hidden=128,
+    actor_layers=3,
+    time_dim=16,
+    ema_start=500,
+    ema_every=5,
+    ema_decay=0.995,
+    batch_size=256,
+    gamma=0.99,
+    tau=0.005,
+    n_critics=2,
+    critic_activation="relu",
+    tau_weighting="current",
+    actor_action_gain=1.0,
+)
+
+
+def test_rafmac_public_keeps_the_public_design():
+    for dataset in SIX:
+        config = dataclasses.asdict(make_config("rafmac_public", dataset))
+        grad_norm = 0.6 if "medium-expert" in dataset else 0.8
+        assert config == RAFMAC_PUBLIC | {"grad_norm": grad_norm}, dataset
 
 
 def test_paper_datasets_have_radac_and_rafmac_overrides():
