@@ -12,7 +12,8 @@ default is ever written twice.
 Variants: a named variant whose defaults differ from its base algorithm's is registered
 with its own Config subclass that states only what differs (``rafmac_public``:
 ``RAFMACPublicConfig``; ``oraac_diff`` / ``oraac_flow``: ``ORAACDiffConfig`` /
-``ORAACFlowConfig``; ``diffusion_ql_flow``: ``DiffusionQLFlowConfig``). A variant with the
+``ORAACFlowConfig``; ``diffusion_ql_flow``: ``DiffusionQLFlowConfig``; ``diffusion_ql_annealed``:
+``DiffusionQLAnnealedConfig``). A variant with the
 same defaults and other per-dataset values shares its base's Config and has a YAML file
 of its own (``oraac_published``: ``ORAACConfig``, ``configs/algos/oraac_published.yaml``).
 """
@@ -194,6 +195,7 @@ HASH_NEUTRAL: dict[str, Any] = {
     "prior_action_gain": 1.0,
     "latent_clip": 0.5,
     "lr_decay_steps": 0,
+    "lr_decay_stairs": 0,
 }
 
 

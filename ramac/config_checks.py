@@ -149,6 +149,8 @@ RULES: dict[str, Rule | Callable[[Any], Rule]] = {
     "model_lr": POSITIVE,
     "model_holdout": Rule("in (0, 1)", lambda v: 0 < v < 1),  # the held-out share
     "time_dim": EVEN_AT_LEAST_4,  # sin and cos of dim/2 frequencies spread over dim/2 - 1
+    # steps of the lr's cosine scheduler over lr_decay_steps (0 = every update)
+    "lr_decay_stairs": NON_NEGATIVE,
     # schedule lengths, in updates (0 = none)
     **dict.fromkeys(
         ("ema_start", "eta_ramp_steps", "eta_warmup_steps", "lr_decay_steps"), NON_NEGATIVE
@@ -172,6 +174,7 @@ RULES: dict[str, Rule | Callable[[Any], Rule]] = {
             "critic_layer_norm",
             "entropy_tuning",
             "normalize_q",
+            "normalize_states",
             "orthogonal_init",
             "sample_reward",
         ),

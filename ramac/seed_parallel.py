@@ -102,8 +102,8 @@ class SeedStack:
         if len(batches) != self.n_seeds:
             raise ValueError(f"expected {self.n_seeds} batches, got {len(batches)}")
         agent = self.agent
-        batch = Batch(
-            *(torch.stack(field).to(agent.device) for field in zip(*batches, strict=True))
+        batch = agent.observe(
+            Batch(*(torch.stack(field).to(agent.device) for field in zip(*batches, strict=True)))
         )
         agent.schedule_learning_rates()
         logs: dict[str, Tensor] = {}

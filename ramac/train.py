@@ -264,12 +264,16 @@ def build_agent(
 ):
     """A freshly initialised agent for ``dataset`` on ``device``, with weights drawn from
     ``seed`` (on the CPU: the same initial weights on every device). ``device`` is resolved
-    here again (``ramac.device``): in a Ray task ``cuda`` is the GPU Ray gave it."""
+    here again (``ramac.device``): in a Ray task ``cuda`` is the GPU Ray gave it.
+
+    An agent with ``fit_to(dataset)`` (CQL: its state statistics) is fitted to the data
+    here, which draws no random numbers; what it fits is part of its state, so an agent
+    then loaded from a checkpoint has the statistics it was trained with."""
     device = resolve_device(device)
     torch.manual_seed(seed)
     # Every task here acts in [-1, 1]^d; a source with other bounds records them.
     max_action = float(dataset.provenance.extra.get("max_action", 1.0))
-    return make_agent(
+    agent = make_agent(
         algo,
         dataset.obs_dim,
         dataset.act_dim,
@@ -279,6 +283,9 @@ def build_agent(
         schedule_scale=schedule_scale,
         device=device,
     )
+    if hasattr(agent, "fit_to"):
+        agent.fit_to(dataset)
+    return agent
 
 
 @dataclasses.dataclass

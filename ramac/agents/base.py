@@ -119,7 +119,7 @@ class Agent:
         knows it without looking at the tensors (the sampler does, from its indices);
         None: the losses read the batch (``ramac.agents.common.no_bootstrap``).
         """
-        b = self.batch_to_device(batch)
+        b = self.observe(self.batch_to_device(batch))
         self.schedule_learning_rates()
         logs: dict[str, Tensor] = {}
         with bootstrap_known(all_terminal):
@@ -154,18 +154,20 @@ class Agent:
         return self.compiled[key]
 
     def schedule_learning_rates(self) -> None:
-        """Cosine decay of every optimiser's lr to 0 over ``lr_decay_steps`` updates.
+        """Cosine decay of every optimiser's lr over ``lr_decay_steps`` updates
+        (:func:`cosine_lr_factor`), walked in ``lr_decay_stairs`` equal steps when the config
+        has that setting and it is > 0, else per update.
 
-        Diffusion-QL's recommended D4RL setting (``--lr_decay``: CosineAnnealingLR over the
-        whole run, ``agents/ql_diffusion.py`` of Zhendong-Wang/Diffusion-Policies-for-Offline-RL),
-        here smooth per update rather than per 1000-update epoch. Configs without
-        ``lr_decay_steps``, or with 0, keep a constant lr. The base lr is kept in each
-        param group as ``initial_lr`` (torch's convention), so it travels with checkpoints.
+        Diffusion-QL's recommended D4RL setting (``--lr_decay``: CosineAnnealingLR, stepped
+        once per 50-epoch ``train()`` call of ``main.py``; docs/fidelity.md, "Diffusion-QL's
+        learning rate"). Configs without ``lr_decay_steps``, or with 0, keep a constant lr.
+        The base lr is kept in each param group as ``initial_lr`` (torch's convention), so
+        it travels with checkpoints.
         """
         total = getattr(self.config, "lr_decay_steps", 0)
         if not total:
             return
-        factor = 0.5 * (1.0 + math.cos(math.pi * min(self.step, total) / total))
+        factor = cosine_lr_factor(self.step, total, getattr(self.config, "lr_decay_stairs", 0))
         for optimizer in self.optims.values():
             for group in optimizer.param_groups:
                 group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
@@ -202,6 +204,12 @@ class Agent:
     def batch_to_device(self, batch: Batch) -> Batch:
         """The batch on the agent's device (a no-op on CPU)."""
         return Batch(*(t.to(self.device) for t in batch))
+
+    def observe(self, batch: Batch) -> Batch:
+        """The batch as the losses see it: as sampled here; an agent that transforms its
+        inputs (CQL's standardised states) does it here, once per update, for one seed or
+        a seed stack alike (``ramac.seed_parallel``: fields [K, B, ...])."""
+        return batch
 
     @torch.no_grad()
     def act(self, obs: Tensor | np.ndarray, generator: torch.Generator | None = None) -> Tensor:
@@ -250,6 +258,23 @@ class Agent:
                 obj.load_state_dict(theirs[name])
         self.step = int(state["step"])
         self.carry = dict(state.get("carry", {}))
+
+
+def cosine_lr_factor(step: int, total: int, stairs: int = 0) -> float:
+    """The lr of update ``step`` (0-based) over the base lr, for a cosine from 1 to 0 over
+    ``total`` updates.
+
+    ``stairs`` = 0: the cosine is followed per update, 0.5 (1 + cos(pi min(step, total) /
+    total)). ``stairs`` = S > 0: it is walked in S equal steps of total / S updates, as
+    torch's ``CosineAnnealingLR(T_max=S)`` stepped once every total / S updates gives it:
+    0.5 (1 + cos(pi t / S)) with t = min(floor(step S / total), S) scheduler steps taken
+    (integer arithmetic, so a stair never ends an update early or late).
+    """
+    if stairs:
+        t, t_max = min(step * stairs // total, stairs), stairs
+    else:
+        t, t_max = min(step, total), total
+    return 0.5 * (1.0 + math.cos(math.pi * t / t_max))
 
 
 # A state_dict key for what only resuming needs (a model-based agent's rollout buffer):

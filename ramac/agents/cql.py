@@ -12,8 +12,13 @@ max_action * tanh(mean), as SAC-based methods (and CORL's CQL) are evaluated.
 Reference implementation for every number below: CORL, ``algorithms/offline/cql.py`` and
 ``configs/offline/cql/{halfcheetah,hopper,walker2d}/{medium_expert,medium_replay}_v2.yaml`` of
 tinkoff-ai/CORL @ 6afec90 (its locomotion settings are the same on all six datasets).
-Read, not copied. Differences, each deliberate: no state normalisation (the toolkit's agents
-all see raw states; CORL standardises them); the policy's log-std offset is the constant -1
+Read, not copied. States are standardised as CORL does (``normalize: true`` in every
+locomotion config): (s - mean) / (std + 1e-3) with the dataset's per-feature mean and
+population std (its ``compute_mean_std(dataset["observations"], eps=1e-3)``), for the
+losses' s and s' and for the evaluated policy; the statistics are fitted once from the data
+(``fit_to``, called by ``ramac.train.build_agent``) and stored in the agent's state, so a
+checkpoint carries them to evaluation. Differences, each deliberate: the policy's log-std
+offset is the constant -1
 (CORL: a learned scalar starting at -1, next to a learned multiplier starting at 1); random
 and policy actions are weighted by their exact densities on [-max_action, max_action]
 (CORL uses the max_action = 1 densities, identical on D4RL); the entropy temperature is
@@ -35,12 +40,13 @@ from torch import Tensor, nn
 from ramac.agents.base import Agent, Phase, register
 from ramac.agents.common import no_bootstrap, no_param_grads
 from ramac.data.dataset import Batch
-from ramac.nets.common import polyak_update
+from ramac.nets.common import Standardizer, polyak_update
 from ramac.nets.gaussian import TanhGaussianActor
 from ramac.nets.iqn import EnsembleLinear
 from ramac.nets.qnet import QEnsemble
 
 ALPHA_PRIME_MAX = 1e6  # clamp of the Lagrange multiplier (CORL, and the CQL authors' code)
+STATE_STD_EPS = 1e-3  # added to the states' std (CORL: compute_mean_std(..., eps=1e-3))
 
 
 @dataclass
@@ -71,6 +77,9 @@ class CQLConfig:
     # Lagrange only: the gap alpha' holds the penalty to, in alpha' w (gap - threshold).
     # CORL runs locomotion without it; 5.0 is its maze2d Lagrange setting at the same w = 10.
     cql_threshold: float = 5.0
+    # Standardise states with the dataset's mean and std (CORL normalize: true, every
+    # locomotion config; module docstring)
+    normalize_states: bool = True
 
 
 def conservative_gap(
@@ -252,6 +261,31 @@ class CQL(ConservativeSAC):
         self.critic = self.add_net("critic", critic)
         self.critic_target = self.add_frozen("critic_target", self.critic)
         self.optims["critic"] = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic)
+        # The states' statistics: frozen (never trained), saved and loaded with the agent;
+        # the identity until ``fit_to``.
+        self.state_norm = (
+            self.add_frozen("state_norm", Standardizer(obs_dim)) if c.normalize_states else None
+        )
+
+    def fit_to(self, dataset) -> None:
+        """Fit the state statistics to ``dataset``'s observations (CORL: before training,
+        from the data; module docstring). A no-op without ``normalize_states``."""
+        if self.state_norm is not None:
+            self.state_norm.fit(dataset.observations, STATE_STD_EPS)
+
+    def observe(self, batch: Batch) -> Batch:
+        """The batch with s and s' standardised (CORL normalises both in its buffer)."""
+        if self.state_norm is None:
+            return batch
+        return batch._replace(
+            obs=self.state_norm(batch.obs), next_obs=self.state_norm(batch.next_obs)
+        )
+
+    def _policy(self, obs: Tensor, generator: torch.Generator | None) -> Tensor:
+        # Raw states in, standardised as in training (CORL wraps its eval env the same way).
+        if self.state_norm is not None:
+            obs = self.state_norm(obs)
+        return super()._policy(obs, generator)
 
     def cql_gap(self, b: Batch, q_data: Tensor) -> Tensor:
         """Each critic's CQL(H) gap averaged over the batch: [E]. q_data: Q(s, a_data) [E, B]."""

@@ -6,7 +6,9 @@ The public code: agents/radac.py, configs/radac.yaml and main.py of KaiFukazawa/
 f2c1ed6, its settings in numbers in docs/reference-code.md ("RADAC", "RADAC per dataset").
 Differences from it, each a fix of docs/reference-code.md, "Public-code issues": the quantile
 Huber loss pairs tau with the *current* quantile (item 1); the EMA target actor starts from
-the online weights (item 5); no per-iteration cosine lr decay.
+the online weights (item 5); no per-iteration cosine lr decay. The critic has 64 cosine
+features of tau on every D4RL dataset (``n_cos``); the public critic ties them to N (32/16/8
+per dataset: utils/quantile_value.py @ f2c1ed6; ramac.nets.iqn, docs/reference-code.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Small building blocks shared by the networks: soft target updates, EMA, time embeddings."""
+"""Small building blocks shared by the networks: soft target updates, EMA, time embeddings,
+fixed input standardisation."""
 
 from __future__ import annotations
 
@@ -27,6 +28,30 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
         p_t.lerp_(p_s, tau)
     for b_t, b_s in zip(target.buffers(), source.buffers(), strict=True):
         b_t.copy_(b_s)
+
+
+class Standardizer(nn.Module):
+    """x -> (x - mean) / std with a fixed per-feature mean and std (buffers, not learned).
+
+    Buffers, so the statistics travel with the owner's ``state_dict`` (a run's checkpoint)
+    and are never stepped by an optimiser; until :meth:`fit` they are the identity.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, x: Any, eps: float) -> None:
+        """mean and (population) std + ``eps`` of the rows of ``x`` [n, dim], computed in
+        float64 and stored in float32."""
+        x = torch.as_tensor(x, dtype=torch.float64)
+        self.mean.copy_(x.mean(dim=0))
+        self.std.copy_(x.std(dim=0, correction=0) + eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
 
 
 class SinusoidalTimeEmbedding(nn.Module):

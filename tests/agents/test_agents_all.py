@@ -36,6 +36,8 @@ TINY = {
     "oraac_flow": dict(batch_size=16, actor_hidden=[16], prior_hidden=16, prior_steps=2, **_IQN),
     "diffusion_ql": _DQL,
     "diffusion_ql_flow": _DQL,  # the same settings, the flow actor
+    "diffusion_ql_annealed": _DQL,  # the same settings, the annealed lr
+    "diffusion_ql_flow_annealed": _DQL,
     "cvae_ql": dict(batch_size=16, actor_hidden=16, critic_hidden=16, critic_layers=2),
     "fql": dict(
         batch_size=16,

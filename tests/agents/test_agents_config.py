@@ -37,6 +37,8 @@ def test_registry_names_and_display_names():
         "oraac_published": "ORAAC (published settings)",
         "diffusion_ql": "Diffusion-QL",
         "diffusion_ql_flow": "Diffusion-QL (flow)",
+        "diffusion_ql_annealed": "Diffusion-QL (annealed lr)",
+        "diffusion_ql_flow_annealed": "Diffusion-QL (flow, annealed lr)",
         "fql": "FQL",
         "cvae_ql": "CVAE-QL",
         "bc": "BC",
@@ -299,3 +301,20 @@ def test_diffusion_ql_flow_is_diffusion_ql_with_a_flow_actor():
         assert flow.pop("n_steps") == steps, dataset
         ddpm.pop("n_steps")
         assert flow == ddpm, f"{dataset}: configs/algos/diffusion_ql_flow.yaml out of step"
+
+
+def test_annealed_variants_differ_from_their_base_in_the_lr_schedule_alone():
+    """diffusion_ql(_flow)_annealed: the base's settings on every dataset (read from its
+    YAML), the lr annealed to 0 over the run per update instead of the official stairs."""
+    for base in ("diffusion_ql", "diffusion_ql_flow"):
+        assert isinstance(
+            make_agent(f"{base}_annealed", 3, 2, 1.0), type(make_agent(base, 3, 2, 1.0))
+        )
+        for dataset in [None, *SIX, "bandit"]:
+            annealed = dataclasses.asdict(make_config(f"{base}_annealed", dataset))
+            official = dataclasses.asdict(make_config(base, dataset))
+            assert official.pop("lr_decay_stairs") == 2000 and annealed.pop("lr_decay_stairs") == 0
+            off = dataset == "bandit"  # constant lr in both (lr_decay_steps 0)
+            assert official.pop("lr_decay_steps") == (0 if off else 100_000_000)
+            assert annealed.pop("lr_decay_steps") == (0 if off else 2_000_000)
+            assert annealed == official, (base, dataset)
