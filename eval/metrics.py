@@ -23,6 +23,11 @@ GROUP = ["suite", "dataset", "algo"]
 SEED_KEYS = [*GROUP, "seed"]
 REQUIRED = [*SEED_KEYS, "episode", "return"]
 METRIC_PIPELINE = "per_seed_then_mean"
+# The two OOD rates of a Stochastic-D4RL record (eval.suite_run.OODDetectors), named here
+# so that records, tables and figures share the names: the paper's 1-NN detector on joint
+# (state, action) pairs, and ours, state-conditioned; the tables' order, the paper's first.
+PAPER_OOD, OURS_OOD = "ood_rate_1nn", "ood_rate"
+OOD_RATES = (PAPER_OOD, OURS_OOD)
 
 
 def check_episodes(episodes: pd.DataFrame) -> None:

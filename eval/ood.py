@@ -9,7 +9,9 @@ recorded by ``state()``:
   or whole (state, action) rows, standardised with the dataset's per-feature mean and std,
   std floored at ``std_floor``) and ``state_conditioned`` (``StateConditionedDetector``: an
   action's distance to the actions of the dataset's k nearest states, in the data's action
-  scale), the default for MuJoCo data (``DEFAULT_FEATURES``; see that class for why);
+  scale), the calibrated one for MuJoCo data (``DEFAULT_FEATURES``; see that class for
+  why). Stochastic-D4RL records carry both rates (``eval.suite_run.OODDetectors``): the
+  joint one as the paper's 1-NN detector, the state-conditioned one as ours;
 - the reference scale is the dataset's mean leave-one-out distance, measured the same way;
 - a query is OOD when its distance exceeds ``kappa`` times that scale.
 
@@ -105,14 +107,13 @@ class _KappaRule:
         queries: np.ndarray | torch.Tensor,
         kappa: float = 3.0,
         kappa_sweep: Iterable[float] = (1, 3, 5, 10),
+        column: str = "ood_rate",
     ) -> dict[str, float]:
-        """Record columns from one search: ``ood_rate`` at ``kappa`` and ``ood_rate_k<k>``
-        for each k of the sweep."""
+        """Record columns from one search: ``<column>`` at ``kappa`` and ``<column>_k<k>``
+        for each k of the sweep (a column name per detector, when a record holds two)."""
         kappa_sweep = [float(k) for k in kappa_sweep]
         rates = self.sweep(queries, [float(kappa), *kappa_sweep])
-        return {"ood_rate": rates[float(kappa)]} | {
-            f"ood_rate_k{k:g}": rates[k] for k in kappa_sweep
-        }
+        return {column: rates[float(kappa)]} | {f"{column}_k{k:g}": rates[k] for k in kappa_sweep}
 
 
 class OODDetector(_KappaRule):

@@ -30,7 +30,7 @@ DPI = 150
 
 FRONTIER_COLUMNS = ["dataset", "algo", "mean", "mean_low", "mean_high"]
 FRONTIER_COLUMNS += ["cvar", "cvar_low", "cvar_high", "alpha"]
-OOD_COLUMNS = ["dataset", "algo", "ood_rate"]
+OOD_KEYS = ["dataset", "algo"]  # plus the rate column drawn (plot_ood_bars)
 LOG_COLUMNS = ["dataset", "algo", "seed", "step"]
 EPISODE_COLUMNS = ["dataset", "algo", "seed", "episode", "return"]
 
@@ -264,17 +264,21 @@ def plot_ood_bars(
     datasets: Sequence[str] | None = None,
     algos: Sequence[str] | None = None,
     labels: dict[str, str] | None = None,
+    column: str = "ood_rate",
+    ylabel: str = "OOD actions (%)",
 ) -> list[Path]:
     """Bars of the OOD-action rate in percent, one bar per algo in each dataset's panel.
 
-    ``ood_rate`` (and the optional ``ood_low``/``ood_high`` interval, used as whiskers when
-    both are present) are fractions in [0, 1], drawn times 100. Writes ``<stem>.png``/``.pdf``.
+    ``column`` (``ood_rate``, or the paper's ``ood_rate_1nn``: one figure per detector, its
+    name in ``ylabel``, so the two rates are never drawn on one unnamed axis) and the
+    optional ``ood_low``/``ood_high`` interval, used as whiskers when both are present, are
+    fractions in [0, 1], drawn times 100. Writes ``<stem>.png``/``.pdf``.
     """
-    _check_frame(ood, OOD_COLUMNS, "ood")
-    _check_unique(ood, ["dataset", "algo"], "ood")
-    rates = pd.to_numeric(ood["ood_rate"], errors="coerce")
+    _check_frame(ood, [*OOD_KEYS, column], "ood")
+    _check_unique(ood, OOD_KEYS, "ood")
+    rates = pd.to_numeric(ood[column], errors="coerce")
     if not rates.between(0.0, 1.0).all():
-        raise UserError("ood: 'ood_rate' must be a fraction in [0, 1], not missing or in percent")
+        raise UserError(f"ood: '{column}' must be a fraction in [0, 1], not missing or in percent")
     has_ci = {"ood_low", "ood_high"} <= set(ood.columns)
     df, dataset_order, algo_order = _select(ood, datasets, algos)
     colours = algo_colours(algo_order)
@@ -283,7 +287,7 @@ def plot_ood_bars(
         panel = df[df["dataset"] == dataset].set_index("algo")
         shown = [a for a in algo_order if a in panel.index]
         rows = panel.loc[shown]
-        height = 100.0 * rows["ood_rate"].astype(float)
+        height = 100.0 * rows[column].astype(float)
         err = None
         if has_ci:
             err = _whiskers(height, 100.0 * rows["ood_low"], 100.0 * rows["ood_high"])
@@ -292,7 +296,7 @@ def plot_ood_bars(
         for bar, algo in zip(bars, shown, strict=True):
             bar.set_label(_label(algo, labels))
         ax.set_xticks(x, [_label(a, labels) for a in shown], rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel("OOD actions (%)", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
         ax.set_ylim(bottom=0)
         ax.grid(axis="y", alpha=0.3, lw=0.5)
     _legend(fig, axes)

@@ -26,16 +26,17 @@ from typing import Any, Self
 
 import pandas as pd
 
+from eval.metrics import PAPER_OOD
 from eval.settings import names, whole
 from eval.suite_run import (
     CURVE,
     EPISODES,
-    Detector,
     EvalSettings,
+    OODDetectors,
     check_horizon,
     eval_env,
     evaluate_run,
-    fit_ood_detector,
+    fit_ood_detectors,
 )
 from pipeline import locks, runs
 from pipeline.runs import (
@@ -208,9 +209,9 @@ def load_dataset(spec: DataSpec) -> OfflineDataset:
 
 
 @functools.lru_cache(maxsize=2)
-def ood_detector(spec: DataSpec, settings: EvalSettings) -> Detector:
-    """The dataset's fitted OOD detector (cached per process: its runs share one)."""
-    return fit_ood_detector(load_dataset(spec), settings, seed=spec.data_seed)
+def ood_detectors(spec: DataSpec, settings: EvalSettings) -> OODDetectors:
+    """The dataset's two fitted OOD detectors (cached per process: its runs share them)."""
+    return fit_ood_detectors(load_dataset(spec), settings, seed=spec.data_seed)
 
 
 # ----------------------------------------------------------------------------- one run
@@ -284,7 +285,7 @@ def run_job(job: SuiteJob) -> dict[str, Any]:
             runs.train_run(job, dataset)
         else:
             _check_trained(job)
-        return job.metrics(evaluate_run(job, dataset, ood_detector(job.data, job.eval_settings)))
+        return job.metrics(evaluate_run(job, dataset, ood_detectors(job.data, job.eval_settings)))
 
     return run_once(
         job.run_dir,
@@ -348,12 +349,14 @@ def _forget_stale_evaluation(job: SuiteJob) -> None:
 
 
 def _stale_evaluation(job: SuiteJob, recorded: dict[str, Any]) -> bool:
-    """Whether ``metrics.json`` (``recorded``) was computed with other eval settings, or in
+    """Whether ``metrics.json`` (``recorded``) was computed with other eval settings, in
     another simulator than the one the run is evaluated in now (records from before the
-    simulator was recorded were evaluated in the task's v5 env)."""
+    simulator was recorded were evaluated in the task's v5 env), or before both OOD rates
+    were recorded (no ``ood_rate_1nn``: the eval settings of such a record may hash the same)."""
     env = recorded.get("eval_env", ENV_IDS[job.data.task])
     return (
         recorded.get("eval_hash") != config_hash(job.eval)
+        or PAPER_OOD not in recorded
         or env != eval_env(job, load_dataset(job.data).provenance)["env_id"]
     )
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from eval.bootstrap import bootstrap_ci, standard_error
+from eval.metrics import OURS_OOD, PAPER_OOD
 from ramac.errors import UserError
 from ramac.io import atomic_to_csv, atomic_write_text
 from reports.budget import NOT_PAPER, budget_of
@@ -41,6 +42,18 @@ METRIC_LABELS = {
     "risky_rate": "Risky rate",
     "ood_rate": "OOD rate (%)",
 }
+
+
+def ood_labels(kappa: float = 3.0, percent: bool = True) -> dict[str, str]:
+    """The row labels of the two OOD rates, named so that neither is taken for the other:
+    the paper's 1-NN detector on joint (state, action) pairs, and ours, state-conditioned."""
+    unit = " (%)" if percent else ""
+    return {
+        PAPER_OOD: f"OOD, 1-NN (paper), κ = {kappa:g}{unit}",
+        OURS_OOD: f"OOD, state-conditioned{unit}",
+    }
+
+
 RULE_TEXT = {
     "ceil": "the mean of the worst ceil(alpha N) of a seed's N episode returns",
     "floor": "the mean of the worst floor(alpha N) of a seed's N episode returns",
@@ -241,7 +254,8 @@ def ood_table(
     *,
     rows: Sequence[str] | Mapping[str, str] | None = None,
     algo_order: Sequence[str] | None = None,
-    column: str = "ood_rate",
+    columns: Sequence[str] = (OURS_OOD,),
+    kappa: float = 3.0,
     interval: str = "se",
     percent: bool = True,
     reps: int = 2000,
@@ -253,30 +267,40 @@ def ood_table(
     cells = mean over seeds of the per-seed rate (in % when ``percent``) with ± s.e. across
     seeds (``interval="se"``) or a 95% percentile bootstrap CI across seeds (``"ci"``;
     ``eval.bootstrap``, scipy.stats.bootstrap); from fewer than ``min_seeds`` seeds, the
-    per-seed rates instead. Lower is better, so the lowest rate is bold."""
+    per-seed rates instead. Lower is better, so the lowest rate is bold.
+
+    ``columns``: the rates shown, one row each per dataset, in this order (``PAPER_OOD``,
+    the paper's 1-NN rate at ``kappa``; ``OURS_OOD``, the state-conditioned one), labelled
+    by ``ood_labels``; a run that lacks a rate leaves its cell empty."""
     if interval not in ("se", "ci"):
         raise ValueError(f"interval must be 'se' or 'ci', got '{interval}'")
-    if column not in seed_summary:
-        raise UserError(f"OOD table: seed summary has no '{column}' column")
-    frame = seed_summary.dropna(subset=[column])
-    _check_one_suite(frame)
+    missing = [column for column in columns if column not in seed_summary]
+    if missing or not columns:
+        raise UserError(f"OOD table: seed summary has no '{', '.join(missing)}' column")
+    _check_one_suite(seed_summary)
     scale = 100.0 if percent else 1.0
-    agg = []
-    for (dataset, algo), group in frame.groupby(["dataset", "algo"], sort=False):
-        values = scale * group[column].to_numpy(dtype=np.float64)
-        point, low, high = bootstrap_ci(values, np.mean, reps=reps, seed=seed)
-        if interval == "se":
-            se = standard_error(values)
-            low, high = point - se, point + se
-        agg.append({"dataset": dataset, "algo": algo, "ood_rate": point, "ood_rate_low": low})
-        agg[-1] |= {"ood_rate_high": high, "ood_rate_seeds": tuple(values)}
+    cells: dict[tuple[str, str], dict] = {}
+    for column in columns:
+        frame = seed_summary.dropna(subset=[column])
+        for (dataset, algo), group in frame.groupby(["dataset", "algo"], sort=False):
+            values = scale * group[column].to_numpy(dtype=np.float64)
+            point, low, high = bootstrap_ci(values, np.mean, reps=reps, seed=seed)
+            if interval == "se":
+                se = standard_error(values)
+                low, high = point - se, point + se
+            cell = cells.setdefault((dataset, algo), {"dataset": dataset, "algo": algo})
+            cell |= {column: point, f"{column}_low": low, f"{column}_high": high}
+            cell[f"{column}_seeds"] = tuple(values)
+    labels = ood_labels(kappa, percent)
+    frame = pd.DataFrame(list(cells.values()))
+    frame = frame.assign(**{c: math.nan for c in columns if c not in frame})  # never recorded
     return leaderboard(
-        pd.DataFrame(agg),
+        frame,
         rows=rows,
-        metrics=("ood_rate",),
+        metrics=tuple(columns),
         algo_order=algo_order,
-        higher_is_better={"ood_rate": False},
-        metric_labels={"ood_rate": "OOD rate (%)" if percent else "OOD rate"},
+        higher_is_better=dict.fromkeys(columns, False),
+        metric_labels={column: labels.get(column, column) for column in columns},
         decimals=decimals,
         interval="pm" if interval == "se" else "ci",
         min_seeds=min_seeds,
@@ -370,10 +394,13 @@ def ood_caption_for(
     fmt: str = "latex",
     detector: str = "joint",
     neighbours: int | None = None,
+    paper: bool = False,
 ) -> str:
-    """The sentence for an OOD-rate table: the detector, kappa, seeds, the ± and bold rules
-    in ``fmt``'s own marking. ``detector`` is the feature space the runs recorded
-    (``eval.ood``: ``joint`` or ``state_conditioned``, whose ``neighbours`` is its k)."""
+    """The sentence for an OOD-rate table: the detector(s), kappa, seeds, the ± and bold
+    rules in ``fmt``'s own marking. ``detector`` is the feature space of the ``ood_rate``
+    rows as the runs recorded it (``eval.ood``: ``joint`` or ``state_conditioned``, whose
+    ``neighbours`` is its k); ``paper``: the table also has the paper's 1-NN rows
+    (``ood_rate_1nn``), and the caption then says which row is which."""
     if detector == "state_conditioned":
         what = (
             f"the 1-NN state-conditioned detector, k = {neighbours}, kappa = {kappa:g} (an "
@@ -389,6 +416,17 @@ def ood_caption_for(
         )
     else:
         what = f"the 1-NN detector(s) {detector}, kappa = {kappa:g}"
+    if paper:
+        labels = ood_labels(kappa, percent=False)
+        what = (
+            f'two detectors, one row each. "{labels[PAPER_OOD]}": the paper\'s detector, '
+            f"the 1-NN distance of the (state, action) pair to the dataset's pairs, every "
+            f"feature standardised by the dataset's mean and std (the paper publishes no "
+            f"normalisation; this is ours), flagged above kappa = {kappa:g} times the "
+            f"dataset's mean leave-one-out 1-NN distance; the rows to hold against the "
+            f'paper\'s OOD table. "{labels[OURS_OOD]}": ours, calibrated on held-out and '
+            f"random actions (docs/fidelity.md), {what}"
+        )
     return (
         f"Percentage of evaluation actions flagged out-of-distribution by {what}, mean over "
         f"{n_seeds} seeds. {interval_sentence(fmt, interval, n_seeds, pm=True)} Lower is "
@@ -471,6 +509,7 @@ _LATEX_ESCAPES = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "±": r"$\pm$",
+    "κ": r"$\kappa$",
 }
 
 

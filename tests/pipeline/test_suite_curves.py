@@ -40,3 +40,16 @@ def test_curves_and_re_evaluation(tmp_path, monkeypatch):
     assert (run / "train_log.csv").read_text() == log_before
     assert json.loads((run / "metrics.json").read_text())["ood_kappa"] == 5.0
     assert (run / "done.stale-eval").exists() and (run / "done").exists()
+
+    # A record from before both OOD rates were recorded (same eval settings, no 1-NN rate):
+    # evaluated again, so that no run's paper-detector cell stays empty; training untouched.
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["ood_rate_1nn"] <= 1 and "ood_rate_1nn_k10" in metrics
+    old = {k: v for k, v in metrics.items() if not k.startswith("ood_rate_1nn")}
+    (run / "metrics.json").write_text(json.dumps(old))
+    (run / "done.stale-eval").unlink()
+    run_plan(replan, workers=1)
+    again = json.loads((run / "metrics.json").read_text())
+    rates = [k for k in metrics if k.startswith(("ood_rate", "mean_return", "cvar"))]
+    assert {k: again[k] for k in rates} == {k: metrics[k] for k in rates}  # seeded: the same
+    assert (run / "done.stale-eval").exists() and (run / "train_log.csv").read_text() == log_before

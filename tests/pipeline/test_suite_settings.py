@@ -88,7 +88,7 @@ EVAL = r"\[eval\]: "
         (set_in("eval.kappa_sweep", [1, "x"]), EVAL + r"kappa_sweep must be"),
         (set_in("eval.cvar_rule", "worst"), EVAL + r"cvar_rule must be one of ceil"),
         (set_in("eval.checkpoint", "last"), EVAL + r"checkpoint must be one of final, best"),
-        (set_in("eval.ood_features", "pixels"), r"ood_features must be one of joint"),
+        (set_in("eval.ood_features", "joint"), EVAL + r"ood_features is no longer a setting: "),
         (set_in("eval.episodes", -1), EVAL + r"episodes must be"),
         (set_in("eval.kapa", 3), EVAL + r"unknown key\(s\) kapa"),
         (drop("eval.alpha"), EVAL + r"missing key\(s\) alpha"),

@@ -1,6 +1,7 @@
 """The Stochastic-D4RL smoke profile end to end, and a killed run resuming, as a user runs them."""
 
 import html.parser
+import json
 import os
 import signal
 import subprocess
@@ -52,28 +53,41 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert sorted(set(episodes["env_seed"])) == episode_seeds(0, 2) + episode_seeds(1, 2)
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 4 and summary["ood_rate"].between(0, 1).all()
+    # Both OOD rates, each with its kappa sweep: the paper's 1-NN on joint (s, a) and ours.
+    for rate in ("ood_rate_1nn", "ood_rate"):
+        for column in (rate, *(f"{rate}_k{k}" for k in (1, 3, 5, 10))):
+            assert summary[column].between(0, 1).all(), column
+    assert (summary["ood_rate_1nn"] == summary["ood_rate_1nn_k3"]).all()  # kappa = 3
     assert (summary["cvar"] <= summary["mean_return"] + 1e-9).all()
     assert pd.read_csv(out / "train_logs.csv")["step"].max() == 20
 
     run = out / "runs" / "hopper-medium-expert" / "radac" / summary["run"][0]
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["provenance"]["source"] == "generated" and config["provenance"]["hazard"]
+    recorded = json.loads((run / "metrics.json").read_text())
+    assert recorded["ood_rate_1nn"] == summary["ood_rate_1nn"][0]
+    assert recorded["ood_rate"] == summary["ood_rate"][0]
     assert config["algo_config"]["batch_size"] == 32 and "torch" in config["versions"]
     assert config["trained_with_seeds"] == [0, 1]  # the two seeds trained as one stack
 
     board = pd.read_csv(out / "leaderboard.csv")
     assert set(board["metric"]) == {"mean", "cvar"} and set(board["algo"]) == {"RADAC", "BC"}
-    assert set(pd.read_csv(out / "ood.csv")["metric"]) == {"ood_rate"}
+    assert set(pd.read_csv(out / "ood.csv")["metric"]) == {"ood_rate_1nn", "ood_rate"}
+    ood_md = (out / "ood.md").read_text()
+    assert "| Hopper-M-E | OOD, 1-NN (paper), κ = 3 (%) |" in ood_md
+    assert "|  | OOD, state-conditioned (%) |" in ood_md
+    assert r"OOD, 1-NN (paper), $\kappa$ = 3" in (out / "ood.tex").read_text()
     for stem in ("leaderboard", "ood"):
         tex = (out / f"{stem}.tex").read_text()
         assert "\\toprule" in tex and "\\bottomrule" in tex and "\\caption{" in tex
         assert "| Hopper-M-E |" in (out / f"{stem}.md").read_text()
         check_html(out / f"{stem}.html")
-    for name in ("frontier", "ood", "learning_curves", "returns"):
+    for name in ("frontier", "ood_1nn", "ood", "learning_curves", "returns"):
         assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (out / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
     report = check_html(out / "report.html")
-    assert report.count("data:image/png;base64,") == 4 and "2 seeds x 2 evaluation" in report
+    assert report.count("data:image/png;base64,") == 5 and "2 seeds x 2 evaluation" in report
+    assert "OOD action rate: OOD, 1-NN (paper), κ = 3 (%)" in report
 
     # `make tables` / `make figures`: rewritten from the records alone, same numbers.
     (out / "leaderboard.csv").unlink()
