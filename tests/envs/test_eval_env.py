@@ -138,6 +138,7 @@ def test_records_from_before_the_simulator_was_recorded(
     import types
 
     import pipeline.suite as suite
+    from eval.metrics import PAPER_OOD
     from ramac.config import config_hash
     from ramac.data.dataset import Provenance
 
@@ -147,7 +148,8 @@ def test_records_from_before_the_simulator_was_recorded(
         suite, "load_dataset", lambda spec: types.SimpleNamespace(provenance=provenance)
     )
     job.run_dir.mkdir(parents=True)
-    (job.run_dir / "metrics.json").write_text(json.dumps({"eval_hash": config_hash(job.eval)}))
+    recorded = {"eval_hash": config_hash(job.eval), PAPER_OOD: 0.0}  # only the simulator missing
+    (job.run_dir / "metrics.json").write_text(json.dumps(recorded))
     (job.run_dir / "done").write_text("")
     suite._forget_stale_evaluation(job)
     assert (job.run_dir / "done").exists() != stale
