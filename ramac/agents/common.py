@@ -267,6 +267,7 @@ def iqn_critic_loss(
     return loss, {
         "critic_loss": loss.detach() / critic.n_critics,  # per critic, as RADAC logs it
         "z_mean": z.detach().mean(),
+        "z_abs_mean": z.detach().abs().mean(),  # the critic's scale (issue 25: RAFMAC vs RADAC)
         "target_mean": y.mean(),
     }
 
