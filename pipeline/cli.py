@@ -79,10 +79,13 @@ STAGE_OPTIONS = {
 }
 
 
-def _add_options(p: argparse.ArgumentParser, options: set[str]) -> None:
-    """``--profile`` and the stage's ``options`` (names as in :data:`STAGE_OPTIONS`)."""
+def _add_options(
+    p: argparse.ArgumentParser, options: set[str], profiles: tuple[str, ...] = PROFILES
+) -> None:
+    """``--profile`` (one of ``profiles``: those the stage accepts) and the stage's
+    ``options`` (names as in :data:`STAGE_OPTIONS`)."""
     p.add_argument(
-        "--profile", choices=PROFILES, default="quick", help="budget profile (default: quick)"
+        "--profile", choices=profiles, default="quick", help="budget profile (default: quick)"
     )
     if "seeds" in options:
         p.add_argument(
@@ -204,7 +207,12 @@ def _add_options(p: argparse.ArgumentParser, options: set[str]) -> None:
             help="generate these tasks' datasets (default: every dataset of the suite)",
         )
         p.add_argument(
-            "--kind", nargs="+", default=["medium-replay", "medium-expert"], choices=KINDS
+            "--kind",
+            nargs="+",
+            default=["medium-replay", "medium-expert"],
+            choices=KINDS,
+            help="with --task: which datasets of each task (default: medium-replay "
+            "medium-expert, the suite's kinds)",
         )
         p.add_argument("--size", type=int, default=None, help="rows (default: fits 2 cores)")
 
@@ -466,12 +474,28 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from ramac.records import ramac_version
+
+    parser.add_argument("--version", action="version", version=f"ramac {ramac_version()}")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for name, (help_text, fn) in STAGES.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        _add_options(p, STAGE_OPTIONS[name])
+        _add_options(p, STAGE_OPTIONS[name], _bandit_profiles() if name == "bandit" else PROFILES)
         p.set_defaults(run=fn)
     return parser
+
+
+def _bandit_profiles() -> tuple[str, ...]:
+    """The profiles the bandit's suite file defines (it has no ``cpu`` profile), so that
+    ``bandit --help`` offers only what ``bandit`` accepts. Read as plain YAML: building the
+    parser stays light; a damaged file leaves every profile offered and the stage says why."""
+    from ramac.config import CONFIG_DIR, read_yaml
+
+    try:
+        found = tuple(read_yaml(CONFIG_DIR / "suites" / "bandit.yaml").get("profiles") or ())
+    except UserError:
+        return PROFILES
+    return tuple(p for p in PROFILES if p in found) or PROFILES
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,22 +75,14 @@ def check_inside(path: str | os.PathLike, follow: bool = False) -> Path:
     )
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("ramac")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def mark(folder: Path) -> None:
     """Write the marker into ``folder``: what made it, when and with which command."""
     from ramac.io import atomic_write_text
+    from ramac.records import ramac_version
 
     record = {
         "tool": "ramac",
-        "version": _version(),
+        "version": ramac_version(),
         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:1000],
     }

@@ -25,6 +25,14 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def ramac_version() -> str:
+    """This package's installed version (``pyproject.toml``), or "unknown" outside an install."""
+    try:
+        return metadata.version("ramac")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def write_yaml(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as YAML atomically (a crash never leaves half a file)."""
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
