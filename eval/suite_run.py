@@ -267,9 +267,8 @@ def trained_agent(run: TrainedRun, dataset: OfflineDataset) -> tuple[Any, int]:
         raise UserError(
             f"{run.run_dir}: not trained to {run.steps} steps ({found}); run 'train' first"
         )
-    return load_trained(
-        run.algo, dataset, run.run_dir, run.overrides, run.schedule_scale, run.device
-    )
+    where = (run.overrides, run.schedule_scale, run.device)
+    return load_trained(run.algo, dataset, run.run_dir, *where, state=state)
 
 
 def agent_at(run: TrainedRun, dataset: OfflineDataset, step: int) -> Any:

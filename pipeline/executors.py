@@ -294,11 +294,17 @@ def _local_outcomes(
                 _stop_workers(pool)
                 raise
             dead = _dead_jobs(processes, started, jobs, broken)
-            for i, why in dead.items():
-                yield i, partial(_died, _run_name(jobs[i], labels[i]), why)
-            pending = [i for i in broken if i not in dead] if dead else []
-            for i in broken if not dead else []:  # no worker to blame: report, never loop
-                yield i, partial(_died, _run_name(jobs[i], labels[i]), "its worker ended abruptly")
+            if dead:  # the dead workers' runs fail; the others go on in a fresh pool
+                for i, why in dead.items():
+                    yield i, partial(_died, _run_name(jobs[i], labels[i]), why)
+                pending = [i for i in broken if i not in dead]
+            else:  # no worker to blame: report the broken runs, never loop
+                for i in broken:
+                    yield (
+                        i,
+                        partial(_died, _run_name(jobs[i], labels[i]), "its worker ended abruptly"),
+                    )
+                pending = []
     finally:
         if listener is not None:
             listener.stop()

@@ -175,7 +175,7 @@ class SeedStack:
             "nets": {name: _module_slice(m, k) for name, m in agent.nets.items()},
             "frozen": {name: _module_slice(m, k) for name, m in agent.frozen.items()},
             "optims": {name: _optimizer_slice(o, k) for name, o in agent.optims.items()},
-            "carry": self.logged()[k],
+            "carry": {name: float(values[k]) for name, values in self.carry.items()},
         }
 
 

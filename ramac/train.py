@@ -485,10 +485,13 @@ def load_trained(
     overrides: dict | None = None,
     schedule_scale: float = 1.0,
     device: str | torch.device = "cpu",
+    state: dict | None = None,
 ):
     """The agent stored in ``run_dir``'s checkpoint (for evaluation), on ``device``
-    (whatever device the checkpoint was written on)."""
+    (whatever device the checkpoint was written on); ``state``: that checkpoint as read
+    already (``read_checkpoint``), so it is not read twice."""
     agent = build_agent(algo, dataset, 0, overrides, schedule_scale, device)
-    state = load_torch_file(run_dir / CHECKPOINT, map_location="cpu")
+    if state is None:
+        state = load_torch_file(run_dir / CHECKPOINT, map_location="cpu")
     agent.load_state_dict(state["agent"])
     return agent, state["step"]

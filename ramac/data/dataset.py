@@ -268,14 +268,14 @@ class BatchSampler:
         arrays = device_arrays(dataset, self.device) if arrays is None else arrays
         self.obs, self.actions, self.rewards, self.next_obs, self.not_done = arrays
         # on the host: whether a batch bootstraps is known from its indices alone
-        self.host_not_done = 1.0 - np.asarray(dataset.terminals, dtype=np.float32)
+        self.host_terminals = np.asarray(dataset.terminals, dtype=bool)
         self.all_terminal = False  # whether the last batch has no transition to bootstrap
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
 
     def sample(self) -> Batch:
         rows = self.rng.integers(0, len(self.rewards), self.batch_size)
-        self.all_terminal = not self.host_not_done[rows].any()
+        self.all_terminal = bool(self.host_terminals[rows].all())
         idx = torch.as_tensor(rows)
         if self.device.type == "cuda":  # an asynchronous copy: the host does not wait
             idx = idx.pin_memory().to(self.device, non_blocking=True)

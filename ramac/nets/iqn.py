@@ -34,6 +34,14 @@ LEAKY_SLOPE = 0.2
 ACTIVATIONS = {"relu": F.relu, "leaky_relu": lambda x: F.leaky_relu(x, LEAKY_SLOPE)}
 
 
+def activation_fn(name: str):  # noqa: ANN201 - a tensor function
+    """The hidden activation called ``name`` (:data:`ACTIVATIONS`); another name is a
+    ValueError listing them."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got '{name}'")
+    return ACTIVATIONS[name]
+
+
 class EnsembleLinear(nn.Module):
     """E independent linear layers stored as weight [E, in, out] and bias [E, 1, out].
 
@@ -104,9 +112,7 @@ class IQNEnsemble(nn.Module):
         activation: str = "relu",
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got '{activation}'")
-        self.act = ACTIVATIONS[activation]
+        self.act = activation_fn(activation)
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.n_critics, self.embed_dim, self.n_cos = n_critics, embed_dim, n_cos
         e = n_critics

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ramac.nets.iqn import ACTIVATIONS, EnsembleLinear, cosine_embedding
+from ramac.nets.iqn import EnsembleLinear, activation_fn, cosine_embedding
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -70,9 +70,7 @@ class QuantileMlpEnsemble(nn.Module):
         activation: str = "relu",
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got '{activation}'")
-        self.act = ACTIVATIONS[activation]
+        self.act = activation_fn(activation)
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.n_critics, self.n_cos = n_critics, n_cos
         e = n_critics

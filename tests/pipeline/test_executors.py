@@ -5,11 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from local_ray import local_ray
 
 from pipeline.executors import RAY_MAX_RETRIES, run_jobs
 from ramac.errors import UserError
-
-HERE = Path(__file__).resolve().parent
 
 # Job functions live at module level so worker processes can unpickle them.
 
@@ -65,19 +64,7 @@ def test_ray_executor_without_ray_is_a_user_error(monkeypatch):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray")
-    # pytest imports this file as the top-level module `test_executors`: Ray's workers find
-    # it (and so the job functions) on PYTHONPATH
-    path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level="warning",
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
-    )
-    yield ray
-    ray.shutdown()
+    yield from local_ray(num_cpus=2)
 
 
 def test_ray_results_in_job_order(ray_cluster):

@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from local_ray import local_ray
 
 from pipeline.executors import run_jobs
 from ramac.errors import UserError
-
-HERE = Path(__file__).resolve().parent
 
 
 def placed(folder: Path) -> dict:
@@ -39,20 +38,7 @@ def placed(folder: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def ray_with_a_gpu():
-    ray = pytest.importorskip("ray")
-    if ray.is_initialized():
-        ray.shutdown()
-    path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
-    ray.init(
-        num_cpus=4,
-        num_gpus=1,  # declared only: Ray schedules it, nothing uses it
-        include_dashboard=False,
-        logging_level="warning",
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
-    )
-    yield ray
-    ray.shutdown()
+    yield from local_ray(num_cpus=4, num_gpus=1)  # the GPU declared only: nothing uses it
 
 
 def test_four_quarter_gpu_runs_are_placed_at_once(ray_with_a_gpu, tmp_path):
