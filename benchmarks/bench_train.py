@@ -92,13 +92,17 @@ class BaselineRADAC:
                     q.mul_(0.995).add_(0.005 * p)
 
 
-def random_batch() -> Batch:
+def random_batch(
+    device: str | torch.device = "cpu", generator: torch.Generator | None = None
+) -> Batch:
+    """A HalfCheetah-shaped batch (obs 17, act 6, 256 rows), drawn on the CPU (from
+    ``generator`` when given, else torch's global stream) and moved to ``device``."""
     return Batch(
-        torch.randn(BATCH, OBS),
-        torch.rand(BATCH, ACT) * 2 - 1,
-        torch.randn(BATCH, 1),
-        torch.randn(BATCH, OBS),
-        torch.ones(BATCH, 1),
+        torch.randn(BATCH, OBS, generator=generator).to(device),
+        (torch.rand(BATCH, ACT, generator=generator) * 2 - 1).to(device),
+        torch.randn(BATCH, 1, generator=generator).to(device),
+        torch.randn(BATCH, OBS, generator=generator).to(device),
+        torch.ones(BATCH, 1).to(device),
     )
 
 

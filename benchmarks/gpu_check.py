@@ -46,7 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_train, run as a script
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the checkout
 
-from bench_train import ACT, BATCH, OBS, BaselineRADAC  # noqa: E402
+from bench_train import ACT, BATCH, OBS, BaselineRADAC, random_batch  # noqa: E402
 
 from ramac.agents.base import make_agent  # noqa: E402
 from ramac.config import PAPER_STEPS  # noqa: E402
@@ -157,17 +157,6 @@ def cpu_random_numbers() -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- builders
-
-
-def random_batch(device: torch.device, generator: torch.Generator) -> Batch:
-    """A HalfCheetah-shaped batch (obs 17, act 6, 256 rows) drawn on the CPU, then moved."""
-    return Batch(
-        torch.randn(BATCH, OBS, generator=generator).to(device),
-        (torch.rand(BATCH, ACT, generator=generator) * 2 - 1).to(device),
-        torch.randn(BATCH, 1, generator=generator).to(device),
-        torch.randn(BATCH, OBS, generator=generator).to(device),
-        torch.ones(BATCH, 1).to(device),
-    )
 
 
 def build_agent(algo: str, device: torch.device, seed: int = 0):
@@ -471,8 +460,9 @@ def throughput_section(
     unit = "GPU-hours" if device.type == "cuda" else f"{device.type.upper()}-hours"
     flat, missing = projected_hours(rates, stacked=False)
     stacked, _ = projected_hours(rates, stacked=True)
-    measured = [a for a in dict.fromkeys(r.algo for r in rates if r.case == "ramac")]
-    measured = [a for a in measured if a not in missing]
+    measured = [
+        a for a in dict.fromkeys(r.algo for r in rates if r.case == "ramac") if a not in missing
+    ]
     text = [
         "## Throughput\n\n",
         f"Per case: {budget.warmup} warm-up update(s), then blocks of {max(budget.min_updates, 1)} "

@@ -9,9 +9,9 @@ recorded by ``state()``:
   or whole (state, action) rows, standardised with the dataset's per-feature mean and std,
   std floored at ``std_floor``) and ``state_conditioned`` (``StateConditionedDetector``: an
   action's distance to the actions of the dataset's k nearest states, in the data's action
-  scale), the calibrated one for MuJoCo data (``DEFAULT_FEATURES``; see that class for
-  why). Stochastic-D4RL records carry both rates (``eval.suite_run.OODDetectors``): the
-  joint one as the paper's 1-NN detector, the state-conditioned one as ours;
+  scale), the calibrated one for MuJoCo data (see that class for why). Stochastic-D4RL
+  records carry both rates (``eval.suite_run.OODDetectors``): the joint one as the paper's
+  1-NN detector, the state-conditioned one as ours;
 - the reference scale is the dataset's mean leave-one-out distance, measured the same way;
 - a query is OOD when its distance exceeds ``kappa`` times that scale.
 
@@ -50,7 +50,6 @@ __all__ = [
     "ACTION_SCALES",
     "BACKENDS",
     "DEFAULT_CHUNK_BYTES",
-    "DEFAULT_FEATURES",
     "DEFAULT_NEIGHBOURS",
     "FEATURE_SPACES",
     "ActionScale",
@@ -388,7 +387,6 @@ class StateConditionedDetector(_KappaRule):
 
 
 FEATURE_SPACES = ("joint", "state_conditioned")
-DEFAULT_FEATURES = "state_conditioned"  # see benchmarks/bench_ood_calibration.py
 
 
 def fit_detector(

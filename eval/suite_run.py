@@ -33,7 +33,7 @@ import pandas as pd
 
 from eval.metrics import OURS_OOD, PAPER_OOD, summarise_seeds
 from eval.model_check import model_check
-from eval.ood import DEFAULT_NEIGHBOURS, OODDetector, StateConditionedDetector
+from eval.ood import DEFAULT_NEIGHBOURS, OODDetector, StateConditionedDetector, fit_detector
 from eval.rollout import run_episodes
 from eval.settings import RiskSettings, one_of, whole
 from ramac.config import config_hash
@@ -230,11 +230,12 @@ class OODDetectors:
 def fit_ood_detectors(dataset: OfflineDataset, settings: EvalSettings, seed: int) -> OODDetectors:
     """The dataset's two OOD detectors (:class:`OODDetectors`), each reference scale measured
     on ``eval.ood_loo_sample`` points drawn with ``seed``."""
-    states, actions = dataset.observations, dataset.actions
+    data = (dataset.observations, dataset.actions)
     sample = {"loo_sample": settings.ood_loo_sample, "seed": seed}
-    paper = OODDetector().fit(np.hstack([states, actions]), **sample)
-    ours = StateConditionedDetector(neighbours=settings.neighbours)
-    return OODDetectors(paper=paper, ours=ours.fit(states, actions, **sample))
+    return OODDetectors(
+        paper=fit_detector("joint", *data, **sample),
+        ours=fit_detector("state_conditioned", *data, neighbours=settings.neighbours, **sample),
+    )
 
 
 def rollout_agent(
